@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket edge: FastAPI routes, thin around `service`."""

@@ -1,0 +1,52 @@
+"""Shared route dependencies, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from notifier import metrics
+from notifier.auth import AuthError, Publisher, bearer
+from notifier.core.claims import UserIdentity
+from notifier.service import Service
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def current_publisher(request: Request, service: ServiceDep) -> Publisher:
+    """A publisher API key. A user token is not one: it fails like any wrong key."""
+    key = bearer(request.headers.get("authorization"))
+    if key is None:
+        metrics.AUTH_REFUSED.labels("publisher").inc()
+        raise HTTPException(401, detail="missing publisher API key", headers=_CHALLENGE)
+    try:
+        return service.api_keys.check(key)
+    except AuthError as error:
+        metrics.AUTH_REFUSED.labels("publisher").inc()
+        raise HTTPException(401, detail=str(error), headers=_CHALLENGE) from None
+
+
+def current_user(request: Request, service: ServiceDep) -> UserIdentity:
+    """A user JWT. An API key is not one: it fails like any malformed token."""
+    token = bearer(request.headers.get("authorization"))
+    if token is None:
+        metrics.AUTH_REFUSED.labels("user").inc()
+        raise HTTPException(401, detail="missing user token", headers=_CHALLENGE)
+    try:
+        return service.verifier.verify(token)
+    except AuthError as error:
+        metrics.AUTH_REFUSED.labels("user").inc()
+        raise HTTPException(401, detail=str(error), headers=_CHALLENGE) from None
+
+
+PublisherDep = Annotated[Publisher, Depends(current_publisher)]
+UserDep = Annotated[UserIdentity, Depends(current_user)]

@@ -1,0 +1,99 @@
+"""The ASGI application: wiring of settings, store, hub, bus and routes."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+import notifier
+from notifier import db
+from notifier.api.body import BodyLimit
+from notifier.api.routes import inbox, ops, publish, ws
+from notifier.auth import ApiKeys, TokenVerifier
+from notifier.bus import create_bus
+from notifier.config import Settings
+from notifier.hub import Hub
+from notifier.service import Service
+from notifier.store import Store
+
+log = logging.getLogger("notifier.app")
+
+
+def build_service(settings: Settings) -> Service:
+    key = settings.jwt_public_key or settings.jwt_secret
+    if key is None:
+        raise ValueError("a JWT secret or public key is required")
+    engine = db.create_engine(settings.database_url)
+    return Service(
+        settings=settings,
+        store=Store(engine),
+        hub=Hub(),
+        bus=create_bus(
+            settings.effective_bus,
+            engine=engine,
+            redis_url=settings.redis_url,
+            origin=uuid.uuid4().hex,
+        ),
+        verifier=TokenVerifier(
+            key=key,
+            algorithms=settings.effective_algorithms,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_seconds,
+        ),
+        api_keys=ApiKeys(settings.api_keys),
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    service = build_service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if db.is_sqlite(service.store.engine):
+            await db.upgrade(service.store.engine)
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+            await service.store.engine.dispose()
+
+    app = FastAPI(
+        title="notifier",
+        version=notifier.__version__,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimit)
+    app.include_router(publish.router)
+    app.include_router(inbox.router)
+    app.include_router(ws.router)
+    app.include_router(ops.router)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+        log.warning("database unavailable", extra={"error": repr(error)[:500]})
+        return JSONResponse(
+            {"detail": "database unavailable; retry (with the same Idempotency-Key)"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_request: Request, error: Exception) -> JSONResponse:
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return await database_unavailable(_request, error)
+        log.error("database error", exc_info=error)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    return app

@@ -1,0 +1,140 @@
+"""Who is calling: users by JWT, publishers by API key.
+
+Signatures are checked by python-jose against an explicit algorithm allow-list (the
+header's `alg` is never trusted on its own); claims by the pure `core.claims`. API keys
+are compared in constant time against every configured key, so timing says nothing
+about how close a guess was. The two never stand in for each other: a JWT is no API key
+and an API key is no JWT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+from jose import jwt
+from jose.exceptions import JOSEError
+
+from notifier.core.claims import ClaimsError, UserIdentity, check_claims
+
+_JOSE_OPTIONS = {
+    # Claims are checked by core.claims; jose checks only the signature and the header.
+    "verify_aud": False,
+    "verify_iat": False,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "verify_at_hash": False,
+}
+MAX_TOKEN_LENGTH = 8192
+
+
+class AuthError(Exception):
+    """Refused credentials; the message is safe to show the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    name: str
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        *,
+        key: str,
+        algorithms: list[str],
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway: float = 0.0,
+    ) -> None:
+        if not algorithms or any(alg.lower() == "none" for alg in algorithms):
+            raise ValueError("the JWT algorithm allow-list must name real algorithms")
+        self._key = key
+        self._algorithms = list(algorithms)
+        self._audience = audience
+        self._issuer = issuer
+        self._leeway = leeway
+
+    def verify(self, token: str, *, now: float | None = None) -> UserIdentity:
+        if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise AuthError("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except JOSEError as error:
+            raise AuthError("malformed token") from error
+        if header.get("alg") not in self._algorithms:
+            raise AuthError("token algorithm not allowed")
+        try:
+            claims = jwt.decode(
+                token, self._key, algorithms=self._algorithms, options=_JOSE_OPTIONS
+            )
+        except JOSEError as error:
+            raise AuthError("invalid token signature") from error
+        except (ValueError, TypeError) as error:  # a key that does not fit the algorithm
+            raise AuthError("invalid token") from error
+        try:
+            return check_claims(
+                claims,
+                now=time.time() if now is None else now,
+                leeway=self._leeway,
+                audience=self._audience,
+                issuer=self._issuer,
+            )
+        except ClaimsError as error:
+            raise AuthError(str(error)) from error
+
+
+def parse_api_keys(entries: list[str]) -> list[tuple[str, bytes]]:
+    """`name:key` or a bare key (named by a short digest, never by the key itself)."""
+    parsed: list[tuple[str, bytes]] = []
+    for entry in entries:
+        name, sep, key = entry.partition(":")
+        if not sep:
+            key = entry
+            name = "key-" + hashlib.sha256(entry.encode()).hexdigest()[:8]
+        if key:
+            parsed.append((name, key.encode()))
+    return parsed
+
+
+class ApiKeys:
+    def __init__(self, entries: list[str]) -> None:
+        self._keys = parse_api_keys(entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def check(self, presented: str) -> Publisher:
+        """Compare against every key (no early exit) in constant time per key."""
+        candidate = presented.encode()
+        found: str | None = None
+        for name, key in self._keys:
+            if hmac.compare_digest(candidate, key) and found is None:
+                found = name
+        if found is None:
+            raise AuthError("invalid API key")
+        return Publisher(found)
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer ...` header, if that is its form."""
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return credential.strip()
+
+
+def mint_token(
+    secret: str, user_id: str, *, ttl_seconds: int = 86400, algorithm: str = "HS256"
+) -> str:
+    """A user token for development and tests (production tokens come from your IdP)."""
+    now = int(time.time())
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    return str(jwt.encode(claims, secret, algorithm=algorithm))

@@ -1,0 +1,26 @@
+"""Cross-instance fan-out: one interface, one engine per kind.
+
+The bus carries announcements (a user's new seq, with its frame when it fits, and read
+state changes) between instances. It may lose messages: each socket detects a gap in
+seq and fills it from the database, and after a reconnect every socket is caught up.
+The bus knows nothing of sockets; it hands announcements to a callback.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.bus.base import Announcement, Bus, BusHandlers
+from notifier.bus.memory import MemoryBus
+
+__all__ = ["Announcement", "Bus", "BusHandlers", "MemoryBus", "create_bus"]
+
+
+def create_bus(kind: str, *, engine: AsyncEngine, redis_url: str, origin: str) -> Bus:
+    if kind == "memory":
+        return MemoryBus()
+    if kind == "postgres":
+        from notifier.bus.postgres import PostgresBus
+
+        return PostgresBus(engine, origin=origin)
+    raise ValueError(f"unknown bus {kind!r}: choose memory or postgres")

@@ -1,0 +1,180 @@
+"""`notifier serve | migrate | token | send` (also `python -m notifier`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from pydantic import ValidationError
+
+from notifier.config import Settings
+from notifier.startup import StartupError, load_dev_credentials
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "NOTIFIER_" + str(first["loc"][0]).upper() if first["loc"] else "NOTIFIER_*"
+        raise StartupError(f"{name}: {first['msg']}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from notifier import logs
+    from notifier.app import create_app
+    from notifier.startup import preflight, resolve_credentials
+
+    settings, banner = resolve_credentials(_settings(), args.host, args.port)
+    logs.configure(settings.log_level)
+    preflight(settings)
+    if banner:
+        print(banner, flush=True)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        ws="wsproto",
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_per_message_deflate=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        log_config=None,
+        access_log=not args.no_access_log,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from notifier import db
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = db.create_engine(settings.database_url)
+        try:
+            await db.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except OSError as error:
+        raise StartupError(f"cannot reach the database: {error}") from None
+    except Exception as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
+        raise StartupError(f"migration failed: {reason}") from None
+    print(f"database schema is at the newest revision ({db.head_revision()})")
+    return 0
+
+
+def _secret(settings: Settings) -> str:
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    dev = load_dev_credentials(settings)
+    if dev is None:
+        raise StartupError(
+            "no JWT secret: set NOTIFIER_JWT_SECRET, or run `notifier serve` once on "
+            "localhost to create development credentials"
+        )
+    return dev["jwt_secret"]
+
+
+def _api_key(settings: Settings) -> str:
+    from notifier.auth import parse_api_keys
+
+    keys = parse_api_keys(settings.api_keys)
+    if keys:
+        return keys[0][1].decode()
+    dev = load_dev_credentials(settings)
+    if dev is None:
+        raise StartupError(
+            "no API key: set NOTIFIER_API_KEYS, or run `notifier serve` once on localhost "
+            "to create development credentials"
+        )
+    return dev["api_key"]
+
+
+def _token(args: argparse.Namespace) -> int:
+    from notifier.auth import mint_token
+
+    settings = _settings()
+    print(mint_token(_secret(settings), args.user, ttl_seconds=args.ttl))
+    return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        data = json.loads(args.data)
+    except ValueError:
+        raise StartupError('DATA must be a JSON object, e.g. \'{"text": "hi"}\'') from None
+    body = json.dumps({"user_id": args.user, "type": args.type, "data": data}).encode()
+    headers = {
+        "Authorization": f"Bearer {_api_key(settings)}",
+        "Content-Type": "application/json",
+    }
+    if args.idempotency_key:
+        headers["Idempotency-Key"] = args.idempotency_key
+    request = urllib.request.Request(  # noqa: S310 (the URL is the operator's own)
+        args.url.rstrip("/") + "/v1/notifications", data=body, headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            print(response.read().decode())
+    except urllib.error.HTTPError as error:
+        print(f"{error.code}: {error.read().decode()}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as error:
+        raise StartupError(f"cannot reach {args.url}: {error.reason}") from None
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notifier", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.set_defaults(func=_serve)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema to the newest")
+    migrate.set_defaults(func=_migrate)
+
+    token = commands.add_parser("token", help="mint a user token (development)")
+    token.add_argument("user")
+    token.add_argument("--ttl", type=int, default=86400, help="seconds until it expires")
+    token.set_defaults(func=_token)
+
+    send = commands.add_parser("send", help="publish one notification")
+    send.add_argument("user")
+    send.add_argument("type")
+    send.add_argument("data", nargs="?", default="{}", help="a JSON object")
+    send.add_argument("--url", default="http://127.0.0.1:8000")
+    send.add_argument("--idempotency-key")
+    send.set_defaults(func=_send)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except StartupError as error:
+        print(f"notifier: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

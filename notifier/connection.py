@@ -1,0 +1,211 @@
+"""One WebSocket after its handshake: an explicit state machine and its sender.
+
+States: HANDSHAKE (subscribed, position not yet known), REPLAYING (reading the database
+up to the head), LIVE (queueing live frames), CLOSING (a close code is chosen; nothing
+more is queued), CLOSED. The `Sequencer` decides for each seq; this class does the I/O
+around it. A single sender task owns every write, so frames go out in order and each
+`send` waits for the socket to drain: replay and gap fill are paced by the client, while
+live frames wait in a bounded queue whose overflow closes the socket with 1013 and never
+blocks the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from notifier import metrics
+from notifier.core.frames import replayed_frame
+from notifier.core.sequencer import Offer, Sequencer, replay_complete
+from notifier.store import Store
+
+log = logging.getLogger("notifier.connection")
+
+SendText = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_INTERNAL_ERROR = 1011
+# Announced seqs the database keeps not showing: retry this often before going live.
+_MISSING_RETRIES = 100
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"
+    REPLAYING = "replaying"
+    LIVE = "live"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Connection:
+    """Implements `hub.Subscriber` for one socket."""
+
+    def __init__(
+        self,
+        *,
+        user_id: str,
+        store: Store,
+        send_text: SendText,
+        close: Close,
+        replay_after: int | None,
+        page_size: int,
+        max_buffer_bytes: int,
+        close_timeout: float = 30.0,
+    ) -> None:
+        self.user_id = user_id
+        replay = replay_after is not None
+        self.state = State.REPLAYING if replay else State.HANDSHAKE
+        self._store = store
+        self._send_text = send_text
+        self._close = close
+        # Without resume, announcements before the position is known only raise `wanted`.
+        self._sequencer = Sequencer(replay_after or 0, fetching=True)
+        self._replay_from = replay_after
+        self._first_replayed: int | None = None
+        self._page_size = page_size
+        self._max_buffer = max_buffer_bytes
+        self._close_timeout = close_timeout
+        self._queue: deque[tuple[str, float | None]] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._missing = 0
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    def start_at(self, head: int) -> None:
+        """Without resume: the user's head seq, read after subscribing, before accept."""
+        assert self.state is State.HANDSHAKE
+        self._sequencer.start_from(head)
+        self.state = State.LIVE
+
+    # -- hub.Subscriber: called from the fan-out, never blocks -------------------------
+
+    def offer(self, seq: int, frame: str | None, created_at: float | None) -> None:
+        if self.close_code is not None:
+            return
+        decision = self._sequencer.offer(seq, has_frame=frame is not None)
+        if decision is Offer.QUEUE:
+            assert frame is not None
+            self._enqueue(frame, created_at)
+        elif decision is Offer.FETCH:
+            if self.state is State.LIVE:
+                metrics.GAP_FILLS.inc()
+            self._wakeup.set()
+
+    def push(self, frame: str) -> None:
+        if self.close_code is None:
+            self._enqueue(frame, None)
+
+    def catch_up(self) -> None:
+        if self.close_code is None:
+            self._sequencer.catch_up()
+            self._wakeup.set()
+
+    def _enqueue(self, frame: str, created_at: float | None) -> None:
+        self._queue.append((frame, created_at))
+        self._queued_bytes += len(frame)
+        if self._queued_bytes > self._max_buffer:
+            metrics.SLOW_CLOSES.inc()
+            self.request_close(CLOSE_TRY_AGAIN_LATER, "client too slow: outgoing buffer full")
+        else:
+            self._wakeup.set()
+
+    # -- closing ------------------------------------------------------------------------
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Close after the write in flight; frames still queued are dropped (they stay
+        in the database for the resume)."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        self.state = State.CLOSING
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._wakeup.set()
+
+    # -- the sender ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Send until a close is requested, then send the close frame.
+
+        A client that never reads would hold the close frame forever behind a full
+        socket buffer: after `close_timeout` the sender gives up and the socket drops.
+        """
+        try:
+            try:
+                await self._send_loop()
+            except Exception:  # the database or the socket failed: the client resumes
+                log.exception("socket sender failed", extra={"user_id": self.user_id})
+                self.request_close(CLOSE_INTERNAL_ERROR, "internal error, reconnect")
+            assert self.close_code is not None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._close(self.close_code, self.close_reason), self._close_timeout
+                )
+        finally:
+            self.state = State.CLOSED
+
+    async def _send_loop(self) -> None:
+        assert self.state is not State.HANDSHAKE, "start_at() first"
+        while self.close_code is None:
+            if self._queue:
+                frame, created_at = self._queue.popleft()
+                self._queued_bytes -= len(frame)
+                await self._send_text(frame)
+                if created_at is not None:
+                    metrics.DELIVERED.inc()
+                    metrics.LATENCY.observe(max(0.0, time.time() - created_at))
+            elif self._sequencer.fetching:
+                await self._fetch_page()
+            else:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+
+    async def _fetch_page(self) -> None:
+        rows = await self._store.after(self.user_id, self._sequencer.queued, self._page_size)
+        for notification in rows:
+            if self.close_code is not None:
+                return
+            if self._sequencer.take_fetched(notification.seq):
+                if self._first_replayed is None:
+                    self._first_replayed = notification.seq
+                await self._send_text(notification.frame)
+                metrics.REPLAYED.inc()
+        exhausted = len(rows) < self._page_size
+        if self._sequencer.fetch_done(exhausted=exhausted):
+            self._missing = 0
+            if self.state is State.REPLAYING:
+                await self._finish_replay()
+        elif exhausted:
+            await self._wait_for_missing()
+
+    async def _finish_replay(self) -> None:
+        assert self._replay_from is not None
+        last = self._sequencer.queued
+        head = await self._store.head(self.user_id)
+        complete = replay_complete(self._replay_from, self._first_replayed, head)
+        self.state = State.LIVE
+        await self._send_text(replayed_frame(last, complete))
+
+    async def _wait_for_missing(self) -> None:
+        """An announced seq is not visible yet (its announcement overtook our snapshot)."""
+        self._missing += 1
+        if self._missing > _MISSING_RETRIES:
+            log.error(
+                "announced notifications never appeared; going live at the head",
+                extra={"user_id": self.user_id, "seq": self._sequencer.wanted},
+            )
+            self._sequencer.give_up_on_missing()
+            self._missing = 0
+            if self.state is State.REPLAYING:
+                await self._finish_replay()
+            return
+        await asyncio.sleep(min(0.5, 0.01 * self._missing))

@@ -1,0 +1,1 @@
+"""Pure rules that decide correctness: no I/O, no web framework, no database."""

@@ -1,0 +1,77 @@
+"""The sockets this instance holds, by user, and the fan-out to them.
+
+Delivery never waits: each socket takes a frame into its own bounded queue (or notes that
+it must read the database), so one slow socket cannot slow the publisher or any other
+socket. A notification's frame is built once and shared by every socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from notifier.bus.base import Announcement
+from notifier.core.notification import Notification
+
+
+class Subscriber(Protocol):
+    def offer(self, seq: int, frame: str | None, created_at: float | None) -> None:
+        """A notification of this user: queue it, drop it, or fetch the gap."""
+
+    def push(self, frame: str) -> None:
+        """A frame outside the seq stream (read state)."""
+
+    def catch_up(self) -> None:
+        """Read the database until caught up: announcements may have been lost."""
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._by_user: dict[str, set[Subscriber]] = {}
+
+    def add(self, user_id: str, subscriber: Subscriber) -> None:
+        self._by_user.setdefault(user_id, set()).add(subscriber)
+
+    def remove(self, user_id: str, subscriber: Subscriber) -> None:
+        subscribers = self._by_user.get(user_id)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._by_user[user_id]
+
+    def users(self) -> Iterable[str]:
+        return self._by_user.keys()
+
+    def subscribers(self, user_id: str) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    def deliver(self, notifications: Iterable[Notification]) -> None:
+        """Notifications committed by this instance."""
+        for notification in notifications:
+            subscribers = self._by_user.get(notification.user_id)
+            if subscribers:
+                frame = notification.frame
+                created = notification.created_at.timestamp()
+                for subscriber in tuple(subscribers):
+                    subscriber.offer(notification.seq, frame, created)
+
+    def on_announcement(self, announcement: Announcement) -> None:
+        """An announcement from another instance, through the bus."""
+        subscribers = self._by_user.get(announcement.user_id)
+        if not subscribers:
+            return
+        for subscriber in tuple(subscribers):
+            if announcement.seq is not None:
+                subscriber.offer(announcement.seq, announcement.frame, announcement.created_at)
+            if announcement.read_frame is not None:
+                subscriber.push(announcement.read_frame)
+
+    def push_read(self, user_id: str, frame: str, *, skip: Subscriber | None = None) -> None:
+        for subscriber in tuple(self._by_user.get(user_id, ())):
+            if subscriber is not skip:
+                subscriber.push(frame)
+
+    def catch_up_all(self) -> None:
+        for subscribers in tuple(self._by_user.values()):
+            for subscriber in tuple(subscribers):
+                subscriber.catch_up()

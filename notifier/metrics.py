@@ -1,0 +1,27 @@
+"""Prometheus metrics, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OPEN_SOCKETS = Gauge("notifier_open_sockets", "WebSocket connections currently open")
+PUBLISHED = Counter("notifier_notifications_published_total", "Notifications stored", ["publisher"])
+IDEMPOTENT_REPEATS = Counter(
+    "notifier_idempotent_repeats_total", "Publishes answered with an original", ["publisher"]
+)
+DELIVERED = Counter("notifier_notifications_delivered_total", "Live frames sent to sockets")
+REPLAYED = Counter(
+    "notifier_notifications_replayed_total", "Frames sent from the database (replay, gap fill)"
+)
+GAP_FILLS = Counter("notifier_gap_fills_total", "Database reads made to fill a gap in seq")
+LATENCY = Histogram(
+    "notifier_publish_to_send_seconds",
+    "From the notification's creation to its frame being written to a socket",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+AUTH_REFUSED = Counter("notifier_auth_refused_total", "Refused credentials", ["kind"])
+SLOW_CLOSES = Counter(
+    "notifier_slow_client_closes_total", "Sockets closed with 1013 for not reading"
+)
+BUS_UP = Gauge("notifier_bus_up", "1 while the cross-instance bus is connected")
+DATABASE_UP = Gauge("notifier_database_up", "1 while the database answered the last check")

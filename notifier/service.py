@@ -1,0 +1,99 @@
+"""The operations a route performs, each a short pipeline across store, hub and bus.
+
+publish: store (commit, with the bus announcing inside the transaction where it can)
+-> hub (this instance's sockets, at once) -> bus (other instances, where the engine
+announces after commit). mark read: store -> hub -> bus, as `read` frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from notifier import metrics
+from notifier.auth import ApiKeys, TokenVerifier
+from notifier.bus import Bus, BusHandlers
+from notifier.config import Settings
+from notifier.core.frames import read_frame_ids, read_frame_up_to
+from notifier.hub import Hub, Subscriber
+from notifier.store import NewNotification, Published, Store
+
+log = logging.getLogger("notifier.service")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: Store
+    hub: Hub
+    bus: Bus
+    verifier: TokenVerifier
+    api_keys: ApiKeys
+
+    async def start(self) -> None:
+        await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
+        self._retention: asyncio.Task[None] | None = None
+        if self.settings.retention_days is not None:
+            self._retention = asyncio.create_task(self._retention_loop(), name="retention")
+
+    async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+        await self.bus.stop()
+
+    def _resync(self) -> None:
+        log.info("bus reconnected: catching every socket up from the database")
+        self.hub.catch_up_all()
+
+    async def publish(self, publisher: str, items: Sequence[NewNotification]) -> list[Published]:
+        results = await self.store.publish(
+            publisher, items, before_commit=self.bus.announce_in_transaction
+        )
+        created = [r.notification for r in results if r.created]
+        if created:
+            metrics.PUBLISHED.labels(publisher).inc(len(created))
+            self.hub.deliver(created)
+            try:
+                await self.bus.announce(created)
+            except Exception as error:  # committed: other instances catch up on reconnect
+                log.warning("bus announce failed", extra={"error": repr(error)})
+        repeats = len(results) - len(created)
+        if repeats:
+            metrics.IDEMPOTENT_REPEATS.labels(publisher).inc(repeats)
+        return results
+
+    async def mark_read_up_to(
+        self, user_id: str, up_to_seq: int, *, skip: Subscriber | None = None
+    ) -> int:
+        updated = await self.store.mark_read_up_to(user_id, up_to_seq)
+        if updated:
+            await self._announce_read(user_id, read_frame_up_to(up_to_seq), skip)
+        return updated
+
+    async def mark_read_ids(self, user_id: str, ids: Sequence[str]) -> int:
+        changed = await self.store.mark_read_ids(user_id, ids)
+        if changed:
+            await self._announce_read(user_id, read_frame_ids(changed), None)
+        return len(changed)
+
+    async def _announce_read(self, user_id: str, frame: str, skip: Subscriber | None) -> None:
+        self.hub.push_read(user_id, frame, skip=skip)
+        await self.bus.announce_read(user_id, frame)
+
+    async def _retention_loop(self) -> None:
+        assert self.settings.retention_days is not None
+        keep = timedelta(days=self.settings.retention_days)
+        while True:
+            try:
+                removed = await self.store.purge_older_than(datetime.now(UTC) - keep)
+                if removed:
+                    log.info("retention purge", extra={"removed": removed})
+            except Exception as error:
+                log.warning("retention purge failed", extra={"error": repr(error)})
+            await asyncio.sleep(600)

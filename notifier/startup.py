@@ -1,0 +1,160 @@
+"""Checks before serving, each failing with one line that says what to do.
+
+Development mode: with no JWT secret/public key and no API key on a loopback host,
+`serve` generates both, keeps them in a local file (so `notifier token` and
+`notifier send` work and a restart keeps tokens valid) and prints a ready token and a
+ready curl command. On any other host it refuses to start without real credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from notifier import db
+from notifier.auth import mint_token, parse_api_keys
+from notifier.config import Settings
+
+
+class StartupError(Exception):
+    """One line for the operator: what is wrong and how to fix it."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_dev_credentials(settings: Settings) -> dict[str, str] | None:
+    path = Path(settings.dev_credentials_file)
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(stored, dict) and {"jwt_secret", "api_key"} <= stored.keys():
+        return {k: str(v) for k, v in stored.items()}
+    return None
+
+
+def _dev_credentials(settings: Settings) -> dict[str, str]:
+    existing = load_dev_credentials(settings)
+    if existing is not None:
+        return existing
+    created = {"jwt_secret": secrets.token_urlsafe(32), "api_key": secrets.token_urlsafe(24)}
+    path = Path(settings.dev_credentials_file)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(created, file)
+    return created
+
+
+def resolve_credentials(
+    settings: Settings, host: str, port: int = 8000
+) -> tuple[Settings, str | None]:
+    """Settings ready to serve, and the development banner when credentials were made."""
+    if settings.jwt_secret and settings.jwt_public_key:
+        raise StartupError(
+            "both NOTIFIER_JWT_SECRET and NOTIFIER_JWT_PUBLIC_KEY are set: keep only one"
+        )
+    has_user_key = bool(settings.jwt_secret or settings.jwt_public_key)
+    has_api_key = bool(parse_api_keys(settings.api_keys))
+    if has_user_key and has_api_key:
+        return settings, None
+    if not is_loopback(host):
+        missing = [] if has_user_key else ["NOTIFIER_JWT_SECRET (or NOTIFIER_JWT_PUBLIC_KEY)"]
+        if not has_api_key:
+            missing.append("NOTIFIER_API_KEYS")
+        raise StartupError(
+            f"refusing to serve on {host} without credentials: set {' and '.join(missing)} "
+            "(development mode generates them only on a loopback host)"
+        )
+    dev = _dev_credentials(settings)
+    update: dict[str, object] = {}
+    if not has_user_key:
+        update["jwt_secret"] = dev["jwt_secret"]
+        update["jwt_algorithms"] = ["HS256"]
+    if not has_api_key:
+        update["api_keys"] = [f"dev:{dev['api_key']}"]
+    resolved = settings.model_copy(update=update)
+    return resolved, _banner(resolved, dev, f"{host}:{port}", not has_user_key, not has_api_key)
+
+
+def _banner(settings: Settings, dev: dict[str, str], address: str, user: bool, api: bool) -> str:
+    host, _, port = address.rpartition(":")
+    base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    lines = ["", "notifier: DEVELOPMENT MODE (generated credentials, loopback only)"]
+    lines.append(f"  credentials kept in {Path(settings.dev_credentials_file).resolve()}")
+    if user:
+        token = mint_token(dev["jwt_secret"], "alice")
+        lines.append(f"  NOTIFIER_JWT_SECRET={dev['jwt_secret']}")
+        lines.append(f"  user token for 'alice' (24 h): {token}")
+        ws_base = base.replace("http", "ws", 1)
+        lines.append(f"  subscribe:  websocat '{ws_base}/v1/ws?access_token={token}'")
+    if api:
+        lines.append(f"  NOTIFIER_API_KEYS=dev:{dev['api_key']}")
+        lines.append(
+            f"  publish:    curl -sS -X POST {base}/v1/notifications "
+            f"-H 'Authorization: Bearer {dev['api_key']}' -H 'Content-Type: application/json' "
+            """-d '{"user_id": "alice", "type": "hello", "data": {"text": "Hi!"}}'"""
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+async def _check_database(settings: Settings) -> None:
+    engine = db.create_engine(settings.database_url)
+    try:
+        try:
+            current = await asyncio.wait_for(db.current_revision(engine), timeout=15)
+        except (SQLAlchemyError, OSError, TimeoutError) as error:
+            reason = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
+            raise StartupError(
+                f"cannot reach the database at {_safe_url(settings.database_url)}: {reason} "
+                "(check NOTIFIER_DATABASE_URL and that the server is running)"
+            ) from None
+        if settings.is_sqlite:
+            return  # serve migrates SQLite itself
+        head = db.head_revision()
+        if current != head:
+            raise StartupError(
+                f"database schema is at revision {current or 'none'}, this version needs "
+                f"{head}: run `notifier migrate` first"
+            )
+    finally:
+        await engine.dispose()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def preflight(settings: Settings) -> None:
+    """Everything `serve` checks before binding its port."""
+    if not settings.database_url.startswith(("sqlite+aiosqlite", "postgresql+asyncpg")):
+        raise StartupError(
+            "NOTIFIER_DATABASE_URL must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
+        )
+    if settings.effective_bus == "postgres" and settings.is_sqlite:
+        raise StartupError("NOTIFIER_BUS=postgres needs a PostgreSQL NOTIFIER_DATABASE_URL")
+    if settings.effective_bus == "redis":
+        raise StartupError("NOTIFIER_BUS=redis is not available yet: use postgres or memory")
+    if settings.jwt_public_key and any(a.startswith("HS") for a in settings.effective_algorithms):
+        raise StartupError(
+            "NOTIFIER_JWT_ALGORITHMS names an HMAC algorithm but a public key is configured"
+        )
+    asyncio.run(_check_database(settings))

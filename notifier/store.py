@@ -1,0 +1,318 @@
+"""Every read and write of notifications. The one place that knows SQL.
+
+A publish is one transaction: judge idempotency keys, raise each user's stream counter
+(locking it, which orders concurrent publishes), insert the rows, let the bus announce
+inside the transaction if it can, commit. Nothing is visible or announced before commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from notifier.core.idempotency import Verdict, judge
+from notifier.core.notification import Notification
+from notifier.models import notifications as nt
+from notifier.models import streams
+
+BeforeCommit = Callable[[AsyncConnection, Sequence[Notification]], Awaitable[None]]
+
+_COLUMNS = (nt.c.id, nt.c.user_id, nt.c.seq, nt.c.type, nt.c.data, nt.c.created_at, nt.c.read_at)
+_RETRIES = 5
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key was reused with another request."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used with another request")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    """A validated publish request item."""
+
+    user_id: str
+    type: str
+    data_json: str
+    fingerprint: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    notification: Notification
+    created: bool
+    """False when an idempotency key answered with the original."""
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _row_to_notification(row: Any) -> Notification:
+    created = _utc(row.created_at)
+    assert created is not None
+    return Notification(
+        id=str(row.id),
+        user_id=row.user_id,
+        seq=row.seq,
+        type=row.type,
+        data_json=row.data,
+        created_at=created,
+        read_at=_utc(row.read_at),
+    )
+
+
+def _is_retryable(error: DBAPIError) -> bool:
+    """Deadlock, serialization failure, or a concurrent insert of the same key."""
+    if isinstance(error, IntegrityError):
+        return True
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code in {"40001", "40P01"}
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        dialect = engine.dialect.name
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    # -- publishing -----------------------------------------------------------------
+
+    async def publish(
+        self,
+        publisher: str,
+        items: Sequence[NewNotification],
+        before_commit: BeforeCommit | None = None,
+    ) -> list[Published]:
+        """Store `items` atomically; results in request order.
+
+        Raises IdempotencyConflict (nothing stored). Retries on a deadlock or on losing
+        a race to insert the same idempotency key, where the retry then finds the
+        original and answers it.
+        """
+        for attempt in range(_RETRIES):
+            try:
+                async with self.engine.begin() as conn:
+                    return await self._publish(conn, publisher, items, before_commit)
+            except DBAPIError as error:
+                if attempt == _RETRIES - 1 or not _is_retryable(error):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _publish(
+        self,
+        conn: AsyncConnection,
+        publisher: str,
+        items: Sequence[NewNotification],
+        before_commit: BeforeCommit | None,
+    ) -> list[Published]:
+        results: list[Published | None] = [None] * len(items)
+        fresh: list[int] = []  # indexes of items to insert
+        first_with_key: dict[str, int] = {}
+        repeats_in_request: list[tuple[int, int]] = []
+
+        keys = {item.idempotency_key for item in items if item.idempotency_key is not None}
+        stored = await self._find_keys(conn, publisher, keys) if keys else {}
+        for index, item in enumerate(items):
+            key = item.idempotency_key
+            if key is None:
+                fresh.append(index)
+                continue
+            if key in stored:
+                fingerprint, original = stored[key]
+                if judge(fingerprint, item.fingerprint) is Verdict.CONFLICT:
+                    raise IdempotencyConflict(key)
+                results[index] = Published(original, created=False)
+            elif key in first_with_key:
+                first = items[first_with_key[key]]
+                if judge(first.fingerprint, item.fingerprint) is Verdict.CONFLICT:
+                    raise IdempotencyConflict(key)
+                repeats_in_request.append((index, first_with_key[key]))
+            else:
+                first_with_key[key] = index
+                fresh.append(index)
+
+        if fresh:
+            now = datetime.now(UTC)
+            per_user: dict[str, int] = {}
+            for index in fresh:
+                user = items[index].user_id
+                per_user[user] = per_user.get(user, 0) + 1
+            next_seq = await self._allocate(conn, per_user)
+            rows: list[dict[str, Any]] = []
+            created: list[Notification] = []
+            for index in fresh:
+                item = items[index]
+                seq = next_seq[item.user_id]
+                next_seq[item.user_id] = seq + 1
+                notification = Notification(
+                    id=str(uuid.uuid4()),
+                    user_id=item.user_id,
+                    seq=seq,
+                    type=item.type,
+                    data_json=item.data_json,
+                    created_at=now,
+                )
+                created.append(notification)
+                results[index] = Published(notification, created=True)
+                rows.append(
+                    {
+                        "id": notification.id,
+                        "user_id": item.user_id,
+                        "seq": seq,
+                        "type": item.type,
+                        "data": item.data_json,
+                        "created_at": now,
+                        "read_at": None,
+                        "publisher": publisher,
+                        "idempotency_key": item.idempotency_key,
+                        "fingerprint": item.fingerprint if item.idempotency_key else None,
+                    }
+                )
+            await conn.execute(nt.insert(), rows)
+            if before_commit is not None:
+                await before_commit(conn, created)
+
+        for index, first_index in repeats_in_request:
+            first_result = results[first_index]
+            assert first_result is not None
+            results[index] = Published(first_result.notification, created=False)
+        return [result for result in results if result is not None]
+
+    async def _find_keys(
+        self, conn: AsyncConnection, publisher: str, keys: set[str]
+    ) -> dict[str, tuple[str, Notification]]:
+        query = sa.select(*_COLUMNS, nt.c.idempotency_key, nt.c.fingerprint).where(
+            nt.c.publisher == publisher, nt.c.idempotency_key.in_(sorted(keys))
+        )
+        found: dict[str, tuple[str, Notification]] = {}
+        for row in await conn.execute(query):
+            found[row.idempotency_key] = (row.fingerprint, _row_to_notification(row))
+        return found
+
+    async def _allocate(self, conn: AsyncConnection, per_user: dict[str, int]) -> dict[str, int]:
+        """Raise each user's counter by its count; the first new seq per user.
+
+        Users are locked in sorted order so that two batches touching the same users
+        cannot deadlock each other.
+        """
+        values = [{"user_id": user, "last_seq": count} for user, count in sorted(per_user.items())]
+        insert = self._insert(streams).values(values)
+        statement = insert.on_conflict_do_update(
+            index_elements=[streams.c.user_id],
+            set_={"last_seq": streams.c.last_seq + insert.excluded.last_seq},
+        ).returning(streams.c.user_id, streams.c.last_seq)
+        result = await conn.execute(statement)
+        return {row.user_id: row.last_seq - per_user[row.user_id] + 1 for row in result}
+
+    # -- reading --------------------------------------------------------------------
+
+    async def after(self, user_id: str, after: int, limit: int) -> list[Notification]:
+        """The user's notifications with seq > `after`, ascending: replay and gap fill."""
+        query = (
+            sa.select(*_COLUMNS)
+            .where(nt.c.user_id == user_id, nt.c.seq > after)
+            .order_by(nt.c.seq)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_row_to_notification(row) for row in await conn.execute(query)]
+
+    async def inbox(
+        self,
+        user_id: str,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        unread: bool,
+    ) -> list[Notification]:
+        """A page of the inbox: ascending from `after`, else descending (below `before`)."""
+        query = sa.select(*_COLUMNS).where(nt.c.user_id == user_id)
+        if unread:
+            query = query.where(nt.c.read_at.is_(None))
+        if after is not None:
+            query = query.where(nt.c.seq > after).order_by(nt.c.seq)
+        else:
+            if before is not None:
+                query = query.where(nt.c.seq < before)
+            query = query.order_by(nt.c.seq.desc())
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.limit(limit))
+            return [_row_to_notification(row) for row in rows]
+
+    async def unread_count(self, user_id: str) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(nt)
+            .where(nt.c.user_id == user_id, nt.c.read_at.is_(None))
+        )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def head(self, user_id: str) -> int:
+        """The user's newest seq (0 before the first notification)."""
+        query = sa.select(streams.c.last_seq).where(streams.c.user_id == user_id)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # -- read state -----------------------------------------------------------------
+
+    async def mark_read_up_to(self, user_id: str, up_to_seq: int) -> int:
+        statement = (
+            sa.update(nt)
+            .where(nt.c.user_id == user_id, nt.c.seq <= up_to_seq, nt.c.read_at.is_(None))
+            .values(read_at=datetime.now(UTC))
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(statement)).rowcount
+
+    async def mark_read_ids(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        """Mark the user's own notifications among `ids`; the ids that changed."""
+        if not ids:
+            return []
+        statement = (
+            sa.update(nt)
+            .where(nt.c.user_id == user_id, nt.c.id.in_(list(ids)), nt.c.read_at.is_(None))
+            .values(read_at=datetime.now(UTC))
+            .returning(nt.c.id)
+        )
+        async with self.engine.begin() as conn:
+            return [str(row.id) for row in await conn.execute(statement)]
+
+    # -- retention ------------------------------------------------------------------
+
+    async def purge_older_than(self, cutoff: datetime, batch: int = 5000) -> int:
+        """Delete notifications created before `cutoff`, oldest first, in small batches
+        so that publishes are never blocked for long. Returns how many went."""
+        total = 0
+        while True:
+            oldest = (
+                sa.select(nt.c.user_id, nt.c.seq)
+                .where(nt.c.created_at < cutoff)
+                .order_by(nt.c.created_at)
+                .limit(batch)
+            )
+            async with self.engine.begin() as conn:
+                keys = [(row.user_id, row.seq) for row in await conn.execute(oldest)]
+                if not keys:
+                    return total
+                await conn.execute(sa.delete(nt).where(sa.tuple_(nt.c.user_id, nt.c.seq).in_(keys)))
+            total += len(keys)
