@@ -36,16 +36,34 @@ class Service:
 
     async def start(self) -> None:
         await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
-        self._retention: asyncio.Task[None] | None = None
+        self._tasks = [asyncio.create_task(self._fallback_loop(), name="bus-fallback")]
         if self.settings.retention_days is not None:
-            self._retention = asyncio.create_task(self._retention_loop(), name="retention")
+            self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
 
     async def stop(self) -> None:
-        if self._retention is not None:
-            self._retention.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
+                await task
         await self.bus.stop()
+
+    async def attach(self, user_id: str, subscriber: Subscriber) -> None:
+        """Subscribe a socket to live delivery; returns once the bus carries its user."""
+        self.hub.add(user_id, subscriber)
+        await self.bus.watch(user_id)  # also waits for a SUBSCRIBE still in flight
+
+    def detach(self, user_id: str, subscriber: Subscriber) -> None:
+        self.hub.remove(user_id, subscriber)
+        if self.hub.subscribers(user_id) == 0:
+            self.bus.unwatch(user_id)
+
+    async def _fallback_loop(self) -> None:
+        """While the bus is down, poll the database for the users this instance holds
+        (about once a second) instead of letting live delivery stop."""
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.bus.healthy:
+                self.hub.catch_up_all()
 
     def _resync(self) -> None:
         log.info("bus reconnected: catching every socket up from the database")

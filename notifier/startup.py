@@ -151,8 +151,6 @@ def preflight(settings: Settings) -> None:
         )
     if settings.effective_bus == "postgres" and settings.is_sqlite:
         raise StartupError("NOTIFIER_BUS=postgres needs a PostgreSQL NOTIFIER_DATABASE_URL")
-    if settings.effective_bus == "redis":
-        raise StartupError("NOTIFIER_BUS=redis is not available yet: use postgres or memory")
     if settings.jwt_public_key and any(a.startswith("HS") for a in settings.effective_algorithms):
         raise StartupError(
             "NOTIFIER_JWT_ALGORITHMS names an HMAC algorithm but a public key is configured"

@@ -23,4 +23,8 @@ def create_bus(kind: str, *, engine: AsyncEngine, redis_url: str, origin: str) -
         from notifier.bus.postgres import PostgresBus
 
         return PostgresBus(engine, origin=origin)
-    raise ValueError(f"unknown bus {kind!r}: choose memory or postgres")
+    if kind == "redis":
+        from notifier.bus.redis import RedisBus
+
+        return RedisBus(redis_url, origin=origin)
+    raise ValueError(f"unknown bus {kind!r}: choose memory, postgres or redis")

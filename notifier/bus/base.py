@@ -26,12 +26,12 @@ class Announcement:
     read_frame: str | None = None
     """Set for a read-state change."""
 
-    def encode(self, origin: str) -> str:
+    def encode(self, origin: str, inline_limit: int | None = MAX_INLINE_FRAME) -> str:
         body: dict[str, object] = {"o": origin, "u": self.user_id}
         if self.seq is not None:
             body["s"] = self.seq
             body["t"] = self.created_at
-            if self.frame is not None and len(self.frame) <= MAX_INLINE_FRAME:
+            if self.frame is not None and (inline_limit is None or len(self.frame) <= inline_limit):
                 body["f"] = self.frame
         if self.read_frame is not None:
             body["r"] = self.read_frame
@@ -82,6 +82,14 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     async def stop(self) -> None: ...
+
+    async def watch(self, user_id: str) -> None:
+        """This instance now holds a socket of `user_id` (returns once subscribed)."""
+        return None
+
+    def unwatch(self, user_id: str) -> None:
+        """This instance no longer holds a socket of `user_id`."""
+        return None
 
     async def announce_in_transaction(
         self, conn: AsyncConnection, notifications: Sequence[Notification]

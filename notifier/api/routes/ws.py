@@ -88,7 +88,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         page_size=settings.replay_page_size,
         max_buffer_bytes=settings.ws_max_buffer_bytes,
     )
-    service.hub.add(identity.user_id, connection)
     metrics.OPEN_SOCKETS.inc()
     loop = asyncio.get_running_loop()
     expiry = loop.call_later(
@@ -99,6 +98,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     )
     sender: asyncio.Task[None] | None = None
     try:
+        await service.attach(identity.user_id, connection)
         if after is None:
             connection.start_at(await service.store.head(identity.user_id))
         await websocket.accept()
@@ -113,7 +113,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             current.uncancel()  # our own cancel: the client never answered the close
     finally:
         expiry.cancel()
-        service.hub.remove(identity.user_id, connection)
+        service.detach(identity.user_id, connection)
         metrics.OPEN_SOCKETS.dec()
         if sender is not None and not sender.done():
             sender.cancel()
