@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
+    @app.exception_handler(OSError)
     async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
         log.warning("database unavailable", extra={"error": repr(error)[:500]})
         return JSONResponse(
@@ -94,6 +95,11 @@ def create_app(settings: Settings) -> FastAPI:
         if isinstance(error, DBAPIError) and error.connection_invalidated:
             return await database_unavailable(_request, error)
         log.error("database error", exc_info=error)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, error: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=error)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     return app
