@@ -32,7 +32,13 @@ def _pg_base() -> str:
 def migrate(url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
     env["NOTIFIER_DATABASE_URL"] = url
-    subprocess.run([sys.executable, "-m", "notifier", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "notifier", "migrate"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,9 @@ SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 API_KEY = "test-publisher-key"
 OTHER_API_KEY = "other-publisher-key"
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_DSN = os.environ.get("NOTIFIER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "NOTIFIER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def timeout(seconds: float) -> float:
@@ -155,7 +157,13 @@ def running(database_url: str, **env: str) -> Iterator[Server]:
         server.stop()
 
 
-def ws_url(server: Server, user: str | None = None, *, after: int | str | None = None, token: str | None = None) -> str:
+def ws_url(
+    server: Server,
+    user: str | None = None,
+    *,
+    after: int | str | None = None,
+    token: str | None = None,
+) -> str:
     params = []
     if token is None and user is not None:
         token = make_token(user)
@@ -167,10 +175,14 @@ def ws_url(server: Server, user: str | None = None, *, after: int | str | None =
 
 
 @contextlib.asynccontextmanager
-async def ws_connect(server: Server, user: str | None = None, **kwargs: Any) -> AsyncIterator[ClientConnection]:
+async def ws_connect(
+    server: Server, user: str | None = None, **kwargs: Any
+) -> AsyncIterator[ClientConnection]:
     headers = kwargs.pop("additional_headers", None)
     url = ws_url(server, user, **kwargs)
-    async with connect(url, additional_headers=headers, open_timeout=timeout(10), max_size=2**24) as ws:
+    async with connect(
+        url, additional_headers=headers, open_timeout=timeout(10), max_size=2**24
+    ) as ws:
         yield ws
 
 
@@ -181,7 +193,9 @@ async def recv_json(ws: ClientConnection, seconds: float = 10) -> dict[str, Any]
     return body
 
 
-async def recv_notifications(ws: ClientConnection, count: int, seconds: float = 20) -> list[dict[str, Any]]:
+async def recv_notifications(
+    ws: ClientConnection, count: int, seconds: float = 20
+) -> list[dict[str, Any]]:
     """The next `count` notification frames (other frame types are skipped)."""
     found: list[dict[str, Any]] = []
     deadline = asyncio.get_running_loop().time() + timeout(seconds)
@@ -193,7 +207,9 @@ async def recv_notifications(ws: ClientConnection, count: int, seconds: float = 
     return found
 
 
-async def recv_until(ws: ClientConnection, frame_type: str, seconds: float = 20) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+async def recv_until(
+    ws: ClientConnection, frame_type: str, seconds: float = 20
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Notification frames received before the first frame of `frame_type`, and that frame."""
     before: list[dict[str, Any]] = []
     while True:
@@ -212,7 +228,16 @@ async def no_frame(ws: ClientConnection, seconds: float = 0.3) -> bool:
     return False
 
 
-def publish(client: httpx.Client | None, server: Server, user: str, type_: str = "test.event", data: dict[str, Any] | None = None, *, key: str | None = None, api_key: str = API_KEY) -> httpx.Response:
+def publish(
+    client: httpx.Client | None,
+    server: Server,
+    user: str,
+    type_: str = "test.event",
+    data: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    api_key: str = API_KEY,
+) -> httpx.Response:
     headers = publisher_headers(api_key)
     if key is not None:
         headers["Idempotency-Key"] = key
@@ -222,7 +247,15 @@ def publish(client: httpx.Client | None, server: Server, user: str, type_: str =
     return client.post(server.url + "/v1/notifications", json=body, headers=headers)
 
 
-async def apublish(client: httpx.AsyncClient, server: Server, user: str, type_: str = "test.event", data: dict[str, Any] | None = None, *, key: str | None = None) -> httpx.Response:
+async def apublish(
+    client: httpx.AsyncClient,
+    server: Server,
+    user: str,
+    type_: str = "test.event",
+    data: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+) -> httpx.Response:
     headers = publisher_headers()
     if key is not None:
         headers["Idempotency-Key"] = key
@@ -230,5 +263,12 @@ async def apublish(client: httpx.AsyncClient, server: Server, user: str, type_: 
     return await client.post(server.url + "/v1/notifications", json=body, headers=headers)
 
 
-def publish_batch(server: Server, items: list[dict[str, Any]], *, api_key: str = API_KEY) -> httpx.Response:
-    return httpx.post(server.url + "/v1/notifications/batch", json={"notifications": items}, headers=publisher_headers(api_key), timeout=60)
+def publish_batch(
+    server: Server, items: list[dict[str, Any]], *, api_key: str = API_KEY
+) -> httpx.Response:
+    return httpx.post(
+        server.url + "/v1/notifications/batch",
+        json={"notifications": items},
+        headers=publisher_headers(api_key),
+        timeout=60,
+    )

@@ -20,7 +20,9 @@ from tests.support import (
 
 
 @pytest.fixture(params=["postgres", "redis"])
-def two_instances(request: pytest.FixtureRequest, pg_database: str) -> Iterator[tuple[Server, Server]]:
+def two_instances(
+    request: pytest.FixtureRequest, pg_database: str
+) -> Iterator[tuple[Server, Server]]:
     """Two instances on one database, fanning out through the bus under test."""
     env = {"NOTIFIER_BUS": request.param}
     first = Server(pg_database, env_extra=env).start()
@@ -62,10 +64,9 @@ async def test_read_state_crosses_instances(two_instances: tuple[Server, Server]
     a, b = two_instances
     user = new_user()
     publish(None, a, user)
-    async with ws_connect(a, user) as ws:
-        async with ws_connect(b, user) as reader:
-            await reader.send('{"type": "read", "up_to_seq": 1}')
-            frame = await asyncio.wait_for(ws.recv(), timeout(10))
+    async with ws_connect(a, user) as ws, ws_connect(b, user) as reader:
+        await reader.send('{"type": "read", "up_to_seq": 1}')
+        frame = await asyncio.wait_for(ws.recv(), timeout(10))
     assert frame == '{"type":"read","up_to_seq":1}'
 
 

@@ -1,0 +1,94 @@
+"""The Notification object and its serialization (notifier/core/notification.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from notifier.core.notification import Notification, list_body, rfc3339
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+FIELDS = {"id", "user_id", "seq", "type", "data", "created_at", "read_at"}
+
+
+def make(data_json: str = '{"text":"hi"}', read_at: datetime | None = None) -> Notification:
+    return Notification(
+        id="0b6c7d8e-0000-4000-8000-000000000001",
+        user_id="alice",
+        seq=17,
+        type="comment.created",
+        data_json=data_json,
+        created_at=datetime(2026, 11, 24, 5, 0, 0, 123456, tzinfo=UTC),
+        read_at=read_at,
+    )
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (datetime(2026, 11, 24, 5, 0, 0, 123456, tzinfo=UTC), "2026-11-24T05:00:00.123456Z"),
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "2026-01-02T03:04:05.000000Z"),
+        (datetime(2026, 1, 2, 3, 4, 5, 7), "2026-01-02T03:04:05.000007Z"),
+        (
+            datetime(2026, 1, 1, 1, 30, 0, 500000, tzinfo=timezone(timedelta(hours=2))),
+            "2025-12-31T23:30:00.500000Z",
+        ),
+        (
+            datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+            "2026-06-01T17:30:00.000000Z",
+        ),
+    ],
+)
+def test_rfc3339_is_utc_with_z(moment: datetime, expected: str) -> None:
+    """Timestamps are rendered in UTC (offsets converted) with a `Z` and <= 6 fraction digits."""
+    text = rfc3339(moment)
+    assert text == expected
+    assert RFC3339_UTC.match(text)
+
+
+def test_json_has_the_seven_fields_with_types() -> None:
+    """The Notification JSON has the contract's seven fields with their types."""
+    body = json.loads(make().json)
+    assert set(body) >= FIELDS
+    assert body == {
+        "id": "0b6c7d8e-0000-4000-8000-000000000001",
+        "user_id": "alice",
+        "seq": 17,
+        "type": "comment.created",
+        "data": {"text": "hi"},
+        "created_at": "2026-11-24T05:00:00.123456Z",
+        "read_at": None,
+    }
+
+
+def test_stored_data_is_embedded_verbatim() -> None:
+    """The stored `data` text appears byte for byte in the JSON (no re-encoding)."""
+    stored = '{"z":1,"a":[1,2.5,"\\u00e9"],"n":{"deep":null}}'
+    raw = make(stored).json
+    assert b'"data":' + stored.encode() in raw
+    assert json.loads(raw)["data"] == {"z": 1, "a": [1, 2.5, "é"], "n": {"deep": None}}
+
+
+def test_read_at_is_rfc3339_when_set() -> None:
+    """A read notification carries read_at in the same UTC format."""
+    body = json.loads(make(read_at=datetime(2026, 11, 24, 6, 0, tzinfo=UTC)).json)
+    assert body["read_at"] == "2026-11-24T06:00:00.000000Z"
+    assert RFC3339_UTC.match(body["created_at"])
+
+
+def test_frame_wraps_the_notification() -> None:
+    """The WebSocket frame is {"type": "notification", "notification": <the same object>}."""
+    notification = make('{"k":[true,false]}')
+    frame = json.loads(notification.frame)
+    assert frame == {"type": "notification", "notification": json.loads(notification.json)}
+
+
+def test_list_body_lists_the_objects_in_order() -> None:
+    """list_body is {"notifications": [...]} of the same objects in the given order."""
+    first, second = make('{"i":1}'), make('{"i":2}')
+    body = json.loads(list_body([first, second]))
+    assert body == {"notifications": [json.loads(first.json), json.loads(second.json)]}
+    assert json.loads(list_body([])) == {"notifications": []}
