@@ -52,6 +52,16 @@ def build_service(settings: Settings) -> Service:
     )
 
 
+def app_from_env() -> FastAPI:
+    """The app for `uvicorn --factory` in each worker process (`serve --workers N`):
+    settings come from the environment that `serve` prepared."""
+    from notifier import logs
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)
+
+
 def create_app(settings: Settings) -> FastAPI:
     service = build_service(settings)
 

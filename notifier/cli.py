@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -33,11 +36,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings, banner = resolve_credentials(_settings(), args.host, args.port)
     logs.configure(settings.log_level)
+    if args.workers < 1:
+        raise StartupError("--workers must be at least 1")
+    if args.workers > 1 and settings.effective_bus == "memory":
+        raise StartupError(
+            "--workers > 1 needs PostgreSQL and a shared bus (NOTIFIER_BUS=postgres or redis): "
+            "the memory bus reaches one process only"
+        )
+    if args.workers > 1 and settings.is_sqlite:
+        raise StartupError("--workers > 1 needs PostgreSQL (NOTIFIER_DATABASE_URL)")
     preflight(settings)
     if banner:
         print(banner, flush=True)
-    config = uvicorn.Config(
-        create_app(settings),
+    options: dict[str, Any] = dict(
         host=args.host,
         port=args.port,
         ws="wsproto",
@@ -51,7 +62,17 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    if args.workers == 1:
+        uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
+        return 0
+    # Workers build their own app from the environment: hand them the resolved
+    # credentials, and a shared folder for their metrics.
+    os.environ["NOTIFIER_JWT_SECRET"] = settings.jwt_secret or ""
+    os.environ["NOTIFIER_JWT_ALGORITHMS"] = ",".join(settings.effective_algorithms)
+    os.environ["NOTIFIER_API_KEYS"] = ",".join(settings.api_keys)
+    with tempfile.TemporaryDirectory(prefix="notifier-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        uvicorn.run("notifier.app:app_from_env", factory=True, workers=args.workers, **options)
     return 0
 
 
@@ -147,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (PostgreSQL and a shared bus)"
+    )
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
     serve.set_defaults(func=_serve)
 

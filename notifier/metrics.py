@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
 
-OPEN_SOCKETS = Gauge("notifier_open_sockets", "WebSocket connections currently open")
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+OPEN_SOCKETS = Gauge(
+    "notifier_open_sockets",
+    "WebSocket connections currently open",
+    multiprocess_mode="livesum",
+)
 PUBLISHED = Counter("notifier_notifications_published_total", "Notifications stored", ["publisher"])
 IDEMPOTENT_REPEATS = Counter(
     "notifier_idempotent_repeats_total", "Publishes answered with an original", ["publisher"]
@@ -23,5 +36,21 @@ AUTH_REFUSED = Counter("notifier_auth_refused_total", "Refused credentials", ["k
 SLOW_CLOSES = Counter(
     "notifier_slow_client_closes_total", "Sockets closed with 1013 for not reading"
 )
-BUS_UP = Gauge("notifier_bus_up", "1 while the cross-instance bus is connected")
-DATABASE_UP = Gauge("notifier_database_up", "1 while the database answered the last check")
+BUS_UP = Gauge(
+    "notifier_bus_up", "1 while the cross-instance bus is connected", multiprocess_mode="livemin"
+)
+DATABASE_UP = Gauge(
+    "notifier_database_up",
+    "1 while the database answered the last check",
+    multiprocess_mode="livemin",
+)
+
+
+def exposition() -> bytes:
+    """This process's metrics, or every worker's when running with `--workers N`
+    (prometheus_client's multiprocess mode, switched on by PROMETHEUS_MULTIPROC_DIR)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(registry))
+    return bytes(generate_latest())

@@ -73,6 +73,7 @@ class Server:
 
     database_url: str
     env_extra: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -103,7 +104,7 @@ class Server:
             self.log_path = Path(tempfile.mkstemp(prefix="notifier-test-", suffix=".log")[1])
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "notifier", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "notifier", "serve", "--port", str(self.port), *self.args],
                 env=self.env(),
                 stdout=log,
                 stderr=log,

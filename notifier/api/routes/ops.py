@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from notifier import metrics
 from notifier.api.deps import ServiceDep
@@ -46,4 +46,4 @@ async def readyz(service: ServiceDep) -> JSONResponse:
 @router.get("/metrics")
 async def metrics_endpoint(service: ServiceDep) -> Response:
     metrics.BUS_UP.set(service.bus.healthy)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
