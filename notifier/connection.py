@@ -103,11 +103,6 @@ class Connection:
         if self.close_code is None:
             self._enqueue(frame, None)
 
-    def catch_up(self) -> None:
-        if self.close_code is None:
-            self._sequencer.catch_up()
-            self._wakeup.set()
-
     def _enqueue(self, frame: str, created_at: float | None) -> None:
         self._queue.append((frame, created_at))
         self._queued_bytes += len(frame)

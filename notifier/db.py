@@ -71,6 +71,18 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
+def is_known_revision(revision: str) -> bool:
+    """False for a revision written by a newer version of notifier (during a rolling
+    upgrade, instances of the previous version still run on the migrated schema)."""
+    try:
+        return (
+            ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(revision)
+            is not None
+        )
+    except Exception:
+        return False
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
         return await conn.run_sync(

@@ -21,9 +21,6 @@ class Subscriber(Protocol):
     def push(self, frame: str) -> None:
         """A frame outside the seq stream (read state)."""
 
-    def catch_up(self) -> None:
-        """Read the database until caught up: announcements may have been lost."""
-
 
 class Hub:
     def __init__(self) -> None:
@@ -71,7 +68,8 @@ class Hub:
             if subscriber is not skip:
                 subscriber.push(frame)
 
-    def catch_up_all(self) -> None:
-        for subscribers in tuple(self._by_user.values()):
-            for subscriber in tuple(subscribers):
-                subscriber.catch_up()
+    def offer_heads(self, heads: dict[str, int]) -> None:
+        """Each user's newest seq, from the database: sockets behind it fetch the rest."""
+        for user_id, head in heads.items():
+            for subscriber in tuple(self._by_user.get(user_id, ())):
+                subscriber.offer(head, None, None)

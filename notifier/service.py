@@ -36,7 +36,8 @@ class Service:
 
     async def start(self) -> None:
         await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
-        self._tasks = [asyncio.create_task(self._fallback_loop(), name="bus-fallback")]
+        self._resync_now = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._reconcile_loop(), name="reconcile")]
         if self.settings.retention_days is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
 
@@ -57,17 +58,32 @@ class Service:
         if self.hub.subscribers(user_id) == 0:
             self.bus.unwatch(user_id)
 
-    async def _fallback_loop(self) -> None:
-        """While the bus is down, poll the database for the users this instance holds
-        (about once a second) instead of letting live delivery stop."""
+    async def _reconcile_loop(self) -> None:
+        """Compare the newest seq of every user this instance holds with what its sockets
+        have: one query per round, and only sockets that are behind read more.
+
+        Rounds run about once a second while the bus is down (live delivery degrades to
+        polling instead of stopping), at once after a bus reconnect (announcements sent
+        meanwhile are lost), and every `reconcile_seconds` otherwise: that last one bounds
+        the delay of a notification whose announcement never left its instance (killed
+        between commit and a Redis PUBLISH).
+        """
         while True:
-            await asyncio.sleep(1.0)
-            if not self.bus.healthy:
-                self.hub.catch_up_all()
+            interval = 1.0 if not self.bus.healthy else self.settings.reconcile_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resync_now.wait(), interval)
+            self._resync_now.clear()
+            users = list(self.hub.users())
+            if not users:
+                continue
+            try:
+                self.hub.offer_heads(await self.store.heads(users))
+            except Exception as error:  # the database is down: the next round retries
+                log.warning("reconcile failed", extra={"error": repr(error)[:300]})
 
     def _resync(self) -> None:
         log.info("bus reconnected: catching every socket up from the database")
-        self.hub.catch_up_all()
+        self._resync_now.set()
 
     async def publish(self, publisher: str, items: Sequence[NewNotification]) -> list[Published]:
         results = await self.store.publish(

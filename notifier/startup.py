@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -125,6 +126,14 @@ async def _check_database(settings: Settings) -> None:
         if settings.is_sqlite:
             return  # serve migrates SQLite itself
         head = db.head_revision()
+        if current is not None and current != head and not db.is_known_revision(current):
+            logging.getLogger("notifier.startup").warning(
+                "database schema %s is newer than this version (%s): serving, since "
+                "migrations keep the previous version working during a rolling upgrade",
+                current,
+                head,
+            )
+            return
         if current != head:
             raise StartupError(
                 f"database schema is at revision {current or 'none'}, this version needs "

@@ -269,6 +269,17 @@ class Store:
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
+    async def heads(self, user_ids: Sequence[str], chunk: int = 1000) -> dict[str, int]:
+        """The newest seq of each of `user_ids` that has one."""
+        found: dict[str, int] = {}
+        async with self.engine.connect() as conn:
+            for start in range(0, len(user_ids), chunk):
+                query = sa.select(streams.c.user_id, streams.c.last_seq).where(
+                    streams.c.user_id.in_(user_ids[start : start + chunk])
+                )
+                found.update({row.user_id: row.last_seq for row in await conn.execute(query)})
+        return found
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))

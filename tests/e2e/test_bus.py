@@ -97,3 +97,36 @@ async def test_listen_connection_killed_then_caught_up(pg_database: str) -> None
     finally:
         a.stop()
         b.stop()
+
+
+async def test_notification_never_announced_still_arrives(pg_database: str) -> None:
+    """A committed notification whose announcement never left its instance (killed between
+    commit and PUBLISH) reaches open sockets through the periodic reconcile round."""
+    server = Server(
+        pg_database, env_extra={"NOTIFIER_BUS": "redis", "NOTIFIER_RECONCILE_SECONDS": "1"}
+    ).start()
+    user = new_user()
+    try:
+        async with ws_connect(server, user) as ws:
+            first = publish(None, server, user).json()
+            assert (await recv_notifications(ws, 1))[0] == first
+            conn = await asyncpg.connect(pg_database.replace("+asyncpg", ""))
+            try:
+                async with conn.transaction():
+                    seq = await conn.fetchval(
+                        "UPDATE streams SET last_seq = last_seq + 1 WHERE user_id = $1 "
+                        "RETURNING last_seq",
+                        user,
+                    )
+                    await conn.execute(
+                        "INSERT INTO notifications (user_id, seq, id, type, data, created_at) "
+                        "VALUES ($1, $2, gen_random_uuid(), 'silent', '{}', now())",
+                        user,
+                        seq,
+                    )
+            finally:
+                await conn.close()
+            [got] = await recv_notifications(ws, 1, seconds=10)
+        assert got["seq"] == 2 and got["type"] == "silent"
+    finally:
+        server.stop()
