@@ -17,6 +17,11 @@ import pytest
 from tests.support import PG_ADMIN_DSN, ROOT, Server
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fault tests restart the shared PostgreSQL and Redis: run them after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
+
+
 async def _admin(sql: str) -> None:
     conn = await asyncpg.connect(PG_ADMIN_DSN)
     try:
