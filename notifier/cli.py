@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import urllib.error
@@ -62,6 +63,9 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete; a graceful stop
+    # is a success for supervisors, so let that re-raise end the process with status 0.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     if args.workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
         return 0

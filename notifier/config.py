@@ -40,7 +40,10 @@ class Settings(BaseSettings):
 
     # Extensions beyond the contract (documented in docs/configuration.md).
     ws_max_buffer_bytes: int = Field(default=1024 * 1024, ge=4096)
-    """Outgoing bytes queued for one socket before it is closed with 1013."""
+    """Live frames queued for one socket; beyond it a burst waits in the database."""
+    ws_stall_seconds: float = Field(default=1.0, gt=0, le=600)
+    """With its queue full, a socket whose write has not completed for this long is not
+    reading: closed with 1013."""
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest client frame accepted (uvicorn closes bigger ones with 1009)."""
     replay_page_size: int = Field(default=500, ge=1, le=5000)

@@ -4,9 +4,11 @@ States: HANDSHAKE (subscribed, position not yet known), REPLAYING (reading the d
 up to the head), LIVE (queueing live frames), CLOSING (a close code is chosen; nothing
 more is queued), CLOSED. The `Sequencer` decides for each seq; this class does the I/O
 around it. A single sender task owns every write, so frames go out in order and each
-`send` waits for the socket to drain: replay and gap fill are paced by the client, while
-live frames wait in a bounded queue whose overflow closes the socket with 1013 and never
-blocks the publisher.
+`send` waits for the socket to drain: replay and gap fill are paced by the client. Live
+frames wait in a byte-bounded queue; a burst beyond the bound (one large batch) spills to
+the database and is paged out as the socket drains, so a reading client is never closed
+for a burst. A socket whose queue is full while its last write has not completed for
+`stall_seconds` is not reading: it is closed with 1013. Fan-out never blocks.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Connection:
         replay_after: int | None,
         page_size: int,
         max_buffer_bytes: int,
+        stall_seconds: float = 1.0,
         close_timeout: float = 30.0,
     ) -> None:
         self.user_id = user_id
@@ -72,6 +75,11 @@ class Connection:
         self._page_size = page_size
         self._max_buffer = max_buffer_bytes
         self._close_timeout = close_timeout
+        self._stall_seconds = stall_seconds
+        self._send_started: float | None = None
+        """loop.time() when the write in flight began; None between writes."""
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._head_at_start: int | None = None
         self._queue: deque[tuple[str, float | None]] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
@@ -90,27 +98,49 @@ class Connection:
     def offer(self, seq: int, frame: str | None, created_at: float | None) -> None:
         if self.close_code is not None:
             return
-        decision = self._sequencer.offer(seq, has_frame=frame is not None)
+        room = frame is None or self._queued_bytes + len(frame) <= self._max_buffer
+        decision = self._sequencer.offer(seq, has_frame=frame is not None, room=room)
         if decision is Offer.QUEUE:
             assert frame is not None
             self._enqueue(frame, created_at)
         elif decision is Offer.FETCH:
-            if self.state is State.LIVE:
+            if not room:
+                self._watch_for_stall()
+            elif self.state is State.LIVE:
                 metrics.GAP_FILLS.inc()
             self._wakeup.set()
 
     def push(self, frame: str) -> None:
-        if self.close_code is None:
-            self._enqueue(frame, None)
+        if self.close_code is not None:
+            return
+        if self._queued_bytes + len(frame) > self._max_buffer:
+            self._watch_for_stall()
+            if self._queued_bytes > 2 * self._max_buffer:
+                return  # frames outside the stream (read, pong) are dropped, not hoarded
+        self._enqueue(frame, None)
 
     def _enqueue(self, frame: str, created_at: float | None) -> None:
         self._queue.append((frame, created_at))
         self._queued_bytes += len(frame)
-        if self._queued_bytes > self._max_buffer:
+        self._wakeup.set()
+
+    def _watch_for_stall(self) -> None:
+        """The queue is full: close with 1013 if the socket is not reading."""
+        if self._stall_timer is not None or self.close_code is not None:
+            return
+        loop = asyncio.get_running_loop()
+        started = self._send_started
+        if started is not None and loop.time() - started >= self._stall_seconds:
             metrics.SLOW_CLOSES.inc()
             self.request_close(CLOSE_TRY_AGAIN_LATER, "client too slow: outgoing buffer full")
-        else:
-            self._wakeup.set()
+            return
+        delay = self._stall_seconds - (loop.time() - started if started is not None else 0)
+        self._stall_timer = loop.call_later(max(0.05, delay), self._stall_check)
+
+    def _stall_check(self) -> None:
+        self._stall_timer = None
+        if self._queued_bytes >= self._max_buffer or self._sequencer.fetching:
+            self._watch_for_stall()
 
     # -- closing ------------------------------------------------------------------------
 
@@ -124,6 +154,9 @@ class Connection:
         self.state = State.CLOSING
         self._queue.clear()
         self._queued_bytes = 0
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         self._wakeup.set()
 
     # -- the sender ---------------------------------------------------------------------
@@ -148,13 +181,18 @@ class Connection:
         finally:
             self.state = State.CLOSED
 
+    async def _send(self, text: str) -> None:
+        self._send_started = asyncio.get_running_loop().time()
+        await self._send_text(text)
+        self._send_started = None
+
     async def _send_loop(self) -> None:
         assert self.state is not State.HANDSHAKE, "start_at() first"
         while self.close_code is None:
             if self._queue:
                 frame, created_at = self._queue.popleft()
                 self._queued_bytes -= len(frame)
-                await self._send_text(frame)
+                await self._send(frame)
                 if created_at is not None:
                     metrics.DELIVERED.inc()
                     metrics.LATENCY.observe(max(0.0, time.time() - created_at))
@@ -165,6 +203,10 @@ class Connection:
                 await self._wakeup.wait()
 
     async def _fetch_page(self) -> None:
+        if self.state is State.REPLAYING and self._head_at_start is None:
+            # Read before the first page: a publish committing during the replay must not
+            # look like a deleted notification (see replay_complete).
+            self._head_at_start = await self._store.head(self.user_id)
         rows = await self._store.after(self.user_id, self._sequencer.queued, self._page_size)
         for notification in rows:
             if self.close_code is not None:
@@ -172,7 +214,7 @@ class Connection:
             if self._sequencer.take_fetched(notification.seq):
                 if self._first_replayed is None:
                     self._first_replayed = notification.seq
-                await self._send_text(notification.frame)
+                await self._send(notification.frame)
                 metrics.REPLAYED.inc()
         exhausted = len(rows) < self._page_size
         if self._sequencer.fetch_done(exhausted=exhausted):
@@ -185,10 +227,10 @@ class Connection:
     async def _finish_replay(self) -> None:
         assert self._replay_from is not None
         last = self._sequencer.queued
-        head = await self._store.head(self.user_id)
+        head = self._head_at_start if self._head_at_start is not None else last
         complete = replay_complete(self._replay_from, self._first_replayed, head)
         self.state = State.LIVE
-        await self._send_text(replayed_frame(last, complete))
+        await self._send(replayed_frame(last, complete))
 
     async def _wait_for_missing(self) -> None:
         """An announced seq is not visible yet (its announcement overtook our snapshot)."""

@@ -34,13 +34,17 @@ class Sequencer:
         self.fetching = fetching
         """True while the database must be read before live frames can be queued."""
 
-    def offer(self, seq: int, *, has_frame: bool = True) -> Offer:
-        """A live announcement of `seq` arrived."""
+    def offer(self, seq: int, *, has_frame: bool = True, room: bool = True) -> Offer:
+        """A live announcement of `seq` arrived.
+
+        `room` is False when the socket's queue is full: the frame then waits in the
+        database (a burst spills there and is paged out as the socket drains).
+        """
         if seq <= self.queued:
             return Offer.DROP
         if seq > self.wanted:
             self.wanted = seq
-        if not self.fetching and has_frame and seq == self.queued + 1:
+        if not self.fetching and has_frame and room and seq == self.queued + 1:
             self.queued = seq
             return Offer.QUEUE
         self.fetching = True
@@ -87,8 +91,9 @@ class Sequencer:
 def replay_complete(after: int, first_replayed: int | None, head: int) -> bool:
     """False when notifications after `after` existed but are gone (retention).
 
-    `first_replayed` is the first seq the replay found, `head` the user's newest seq
-    when the replay ended.
+    `first_replayed` is the first seq the replay found, `head` the user's newest seq read
+    before the replay's first page (a head read later could include a notification that
+    committed after the page was read, and make a race look like a deletion).
     """
     if first_replayed is not None:
         return first_replayed == after + 1

@@ -87,6 +87,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         replay_after=after,
         page_size=settings.replay_page_size,
         max_buffer_bytes=settings.ws_max_buffer_bytes,
+        stall_seconds=settings.ws_stall_seconds,
     )
     metrics.OPEN_SOCKETS.inc()
     loop = asyncio.get_running_loop()
