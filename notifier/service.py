@@ -121,8 +121,11 @@ class Service:
         await self.bus.announce_read(user_id, frame)
 
     async def _retention_loop(self) -> None:
+        """Delete expired notifications, checking a few times per retention period (at
+        most every 10 minutes). Every instance runs it; the deletes are idempotent."""
         assert self.settings.retention_days is not None
         keep = timedelta(days=self.settings.retention_days)
+        interval = min(600.0, max(1.0, keep.total_seconds() / 4))
         while True:
             try:
                 removed = await self.store.purge_older_than(datetime.now(UTC) - keep)
@@ -130,4 +133,4 @@ class Service:
                     log.info("retention purge", extra={"removed": removed})
             except Exception as error:
                 log.warning("retention purge failed", extra={"error": repr(error)})
-            await asyncio.sleep(600)
+            await asyncio.sleep(interval)
