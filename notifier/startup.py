@@ -100,7 +100,8 @@ def _banner(settings: Settings, dev: dict[str, str], address: str, user: bool, a
         lines.append(f"  NOTIFIER_JWT_SECRET={dev['jwt_secret']}")
         lines.append(f"  user token for 'alice' (24 h): {token}")
         ws_base = base.replace("http", "ws", 1)
-        lines.append(f"  subscribe:  websocat '{ws_base}/v1/ws?access_token={token}'")
+        lines.append(f"  subscribe:  {ws_base}/v1/ws?access_token={token}&after=0")
+        lines.append("              (or, in a checkout: python examples/listen.py alice)")
     if api:
         lines.append(f"  NOTIFIER_API_KEYS=dev:{dev['api_key']}")
         lines.append(
