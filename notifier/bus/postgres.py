@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from notifier.bus.base import Announcement, Bus, BusHandlers
+from notifier.bus.base import Announcement
+from notifier.bus.supervisor import SupervisedBus
 from notifier.core.notification import Notification
 
 CHANNEL = "notifier"
@@ -38,7 +38,7 @@ def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class PostgresBus(Bus):
+class PostgresBus(SupervisedBus):
     name = "postgres"
 
     def __init__(
@@ -49,36 +49,13 @@ class PostgresBus(Bus):
         health_interval: float = 5.0,
         max_backoff: float = 10.0,
     ) -> None:
+        super().__init__(max_backoff=max_backoff)
         self._engine = engine
         self._dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
         self._origin = origin
         self._health_interval = health_interval
-        self._max_backoff = max_backoff
-        self._handlers: BusHandlers | None = None
-        self._task: asyncio.Task[None] | None = None
         self._conn: Any = None
-        self._connected = False
         self._lost = asyncio.Event()
-
-    @property
-    def healthy(self) -> bool:
-        return self._connected
-
-    async def start(self, handlers: BusHandlers) -> None:
-        self._handlers = handlers
-        ready = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._supervise(ready), name="postgres-bus")
-        # Wait briefly for the first LISTEN so that a fresh instance misses nothing;
-        # a database that is down does not stop start-up (the bus keeps retrying).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(ready), timeout=5)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._close()
 
     async def announce_in_transaction(
         self, conn: AsyncConnection, notifications: Sequence[Notification]
@@ -98,34 +75,7 @@ class PostgresBus(Bus):
 
     # -- the supervised listener ----------------------------------------------------
 
-    async def _supervise(self, ready: asyncio.Future[None]) -> None:
-        attempt = 0
-        first = True
-        while True:
-            try:
-                await self._listen()
-                attempt = 0
-                if not ready.done():
-                    ready.set_result(None)
-                if not first and self._handlers is not None:
-                    self._handlers.resync()
-                first = False
-                log.info("bus connected", extra={"bus": self.name})
-                await self._watch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # any failure: reconnect, never die
-                log.warning(
-                    "bus connection lost, reconnecting",
-                    extra={"bus": self.name, "error": repr(error)},
-                )
-            self._connected = False
-            await self._close()
-            attempt += 1
-            delay = min(self._max_backoff, 0.2 * 2 ** min(attempt, 10))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-
-    async def _listen(self) -> None:
+    async def _connect(self) -> None:
         self._lost = asyncio.Event()
         conn = await asyncpg.connect(self._dsn, timeout=10)
         self._conn = conn
@@ -133,7 +83,7 @@ class PostgresBus(Bus):
         await conn.add_listener(CHANNEL, self._on_notify)
         self._connected = True
 
-    async def _watch(self) -> None:
+    async def _run_until_lost(self) -> None:
         """Return when the LISTEN connection is lost (terminated or unresponsive)."""
         while True:
             with contextlib.suppress(TimeoutError):
@@ -142,7 +92,7 @@ class PostgresBus(Bus):
                 raise ConnectionError("LISTEN connection closed")
             await asyncio.wait_for(self._conn.execute("SELECT 1"), timeout=5)
 
-    async def _close(self) -> None:
+    async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):

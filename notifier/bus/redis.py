@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as redis
 
-from notifier.bus.base import Announcement, Bus, BusHandlers
+from notifier.bus.base import Announcement
+from notifier.bus.supervisor import SupervisedBus
 from notifier.core.notification import Notification
 
 log = logging.getLogger("notifier.bus")
@@ -35,40 +35,22 @@ def channel(user_id: str) -> str:
     return PREFIX + user_id
 
 
-class RedisBus(Bus):
+class RedisBus(SupervisedBus):
     name = "redis"
 
     def __init__(self, url: str, *, origin: str, max_backoff: float = 10.0) -> None:
+        super().__init__(max_backoff=max_backoff)
         self._url = url
         self._origin = origin
-        self._max_backoff = max_backoff
         self._client = redis.Redis.from_url(
             url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=10
         )
-        self._handlers: BusHandlers | None = None
-        self._task: asyncio.Task[None] | None = None
         self._pubsub: Any = None
-        self._connected = False
         self._watched: set[str] = set()
         self._confirmed: dict[str, asyncio.Future[None]] = {}
 
-    @property
-    def healthy(self) -> bool:
-        return self._connected
-
-    async def start(self, handlers: BusHandlers) -> None:
-        self._handlers = handlers
-        ready = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._supervise(ready), name="redis-bus")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(ready), timeout=5)
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._close_pubsub()
+        await super().stop()
         await self._client.aclose()
 
     # -- subscriptions follow the sockets -------------------------------------------------
@@ -117,34 +99,6 @@ class RedisBus(Bus):
 
     # -- the supervised subscriber --------------------------------------------------------
 
-    async def _supervise(self, ready: asyncio.Future[None]) -> None:
-        attempt = 0
-        first = True
-        while True:
-            try:
-                await self._connect()
-                attempt = 0
-                if not ready.done():
-                    ready.set_result(None)
-                if not first and self._handlers is not None:
-                    self._handlers.resync()
-                first = False
-                log.info("bus connected", extra={"bus": self.name})
-                await self._read()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if self._connected or attempt == 0:
-                    log.warning(
-                        "bus connection lost, reconnecting",
-                        extra={"bus": self.name, "error": repr(error)},
-                    )
-            self._connected = False
-            await self._close_pubsub()
-            attempt += 1
-            delay = min(self._max_backoff, 0.2 * 2 ** min(attempt, 10))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-
     async def _connect(self) -> None:
         pubsub = self._client.pubsub()
         self._pubsub = pubsub
@@ -154,7 +108,7 @@ class RedisBus(Bus):
                 self._confirmed[user] = asyncio.get_running_loop().create_future()
         self._connected = True
 
-    async def _read(self) -> None:
+    async def _run_until_lost(self) -> None:
         idle = 0
         while True:
             message = await self._pubsub.get_message(timeout=1.0)
@@ -186,7 +140,7 @@ class RedisBus(Bus):
         if origin != self._origin and self._handlers is not None:
             self._handlers.deliver(announcement)
 
-    async def _close_pubsub(self) -> None:
+    async def _disconnect(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
