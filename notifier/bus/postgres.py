@@ -35,7 +35,13 @@ _NOTIFY_MANY = sa.text(
 
 
 def asyncpg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """The SQLAlchemy URL as a libpq DSN for asyncpg.connect: the asyncpg dialect's
+    `ssl=` query option is libpq's `sslmode=`."""
+    url = make_url(database_url).set(drivername="postgresql")
+    ssl = url.query.get("ssl")
+    if isinstance(ssl, str) and "sslmode" not in url.query:
+        url = url.difference_update_query(["ssl"]).update_query_dict({"sslmode": ssl})
+    return url.render_as_string(hide_password=False)
 
 
 class PostgresBus(SupervisedBus):
