@@ -45,6 +45,7 @@ class NewNotification:
     type: str
     data_json: str
     fingerprint: str
+    """What the idempotency key stands for; empty without a key (never compared)."""
     idempotency_key: str | None = None
 
 

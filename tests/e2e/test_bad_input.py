@@ -15,27 +15,11 @@ import httpx
 import orjson
 import pytest
 
+from tests.e2e.http_support import assert_error, http, inbox, unread
 from tests.support import API_KEY, Server, new_user, publish, publisher_headers, user_headers
 
 MIB = 1024 * 1024
 DEFAULT_MAX_PAYLOAD = 65536
-
-_client: httpx.Client | None = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_client() -> Iterator[None]:
-    """One keep-alive client per module: a fresh httpx client per call costs ~20 ms."""
-    global _client
-    with httpx.Client(timeout=60) as client:
-        _client = client
-        yield
-    _client = None
-
-
-def http() -> httpx.Client:
-    assert _client is not None
-    return _client
 
 
 def post(
@@ -57,38 +41,11 @@ def read_raw(server: Server, user: str, body: bytes) -> httpx.Response:
     return post(server, "/v1/me/notifications/read", body, user_headers(user))
 
 
-def inbox(server: Server, user: str) -> list[dict[str, Any]]:
-    response = http().get(
-        server.url + "/v1/me/notifications", params={"limit": 500}, headers=user_headers(user)
-    )
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["notifications"]
-    return items
-
-
-def unread(server: Server, user: str) -> int:
-    response = http().get(
-        server.url + "/v1/me/notifications/unread-count", headers=user_headers(user)
-    )
-    assert response.status_code == 200, response.text
-    count: int = response.json()["unread"]
-    return count
-
-
 def published_total(server: Server) -> float:
     """All notifications this server process stored (notifier_notifications_published_total)."""
     text = http().get(server.url + "/metrics").text
     pattern = r"^notifier_notifications_published_total(?:\{.*\})? (\S+)$"
     return sum(float(value) for value in re.findall(pattern, text, re.M))
-
-
-def assert_error(response: httpx.Response, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    body = response.json()
-    assert isinstance(body, dict) and "detail" in body, body
-    assert "Traceback" not in response.text
-    assert 'File "' not in response.text
 
 
 def sized_data(size: int, char: str = "x") -> dict[str, str]:

@@ -5,91 +5,23 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.http_support import all_ascending, assert_error, http, inbox, publish_batch, unread
 from tests.support import (
-    API_KEY,
     OTHER_API_KEY,
     Server,
     new_user,
     publish,
     publisher_headers,
-    user_headers,
 )
-
-_client: httpx.Client | None = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_client() -> Iterator[None]:
-    """One keep-alive client per module: a fresh httpx client per call costs ~20 ms."""
-    global _client
-    with httpx.Client(timeout=30) as client:
-        _client = client
-        yield
-    _client = None
-
-
-def http() -> httpx.Client:
-    assert _client is not None
-    return _client
-
-
-def publish_batch(
-    server: Server, items: list[dict[str, Any]], *, api_key: str = API_KEY
-) -> httpx.Response:
-    """Like tests.support.publish_batch, on the module's keep-alive client."""
-    return http().post(
-        server.url + "/v1/notifications/batch",
-        json={"notifications": items},
-        headers=publisher_headers(api_key),
-        timeout=60,
-    )
 
 
 def item(user: str, type_: str = "batch.event", data: Any = None, **extra: Any) -> dict[str, Any]:
     return {"user_id": user, "type": type_, "data": {"n": 1} if data is None else data, **extra}
-
-
-def inbox(server: Server, user: str, **params: Any) -> list[dict[str, Any]]:
-    response = http().get(
-        server.url + "/v1/me/notifications",
-        params={"limit": 500, **params},
-        headers=user_headers(user),
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["notifications"]
-    return items
-
-
-def all_ascending(server: Server, user: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    while True:
-        page = inbox(server, user, after=found[-1]["seq"] if found else 0)
-        if not page:
-            return found
-        found.extend(page)
-
-
-def unread(server: Server, user: str) -> int:
-    response = http().get(
-        server.url + "/v1/me/notifications/unread-count", headers=user_headers(user), timeout=10
-    )
-    assert response.status_code == 200, response.text
-    count: int = response.json()["unread"]
-    return count
-
-
-def assert_error(response: httpx.Response, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert "detail" in response.json()
-    assert "Traceback" not in response.text
 
 
 def assert_next_seq(server: Server, user: str, expected: int) -> None:

@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.e2e.http_support import http, inbox, unread
 from tests.support import (
     API_KEY,
     OTHER_API_KEY,
@@ -25,24 +26,6 @@ from tests.support import (
     publish,
     publisher_headers,
 )
-
-_client: httpx.Client | None = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_client() -> Iterator[None]:
-    """One keep-alive client per module: a fresh httpx client per call costs ~20 ms."""
-    global _client
-    with httpx.Client(timeout=30) as client:
-        _client = client
-        yield
-    _client = None
-
-
-def http() -> httpx.Client:
-    assert _client is not None
-    return _client
-
 
 AUDIENCE = "notifier-api"
 ISSUER = "https://idp.example.test/"
@@ -145,22 +128,6 @@ def metric_sum(server: Server, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(match.group(2))
     return total
-
-
-def unread(server: Server, user: str) -> int:
-    response = http().get(
-        server.url + "/v1/me/notifications/unread-count", headers=good_user(user), timeout=10
-    )
-    assert response.status_code == 200, response.text
-    count: int = response.json()["unread"]
-    return count
-
-
-def inbox(server: Server, user: str) -> list[dict[str, Any]]:
-    response = http().get(server.url + "/v1/me/notifications", headers=good_user(user), timeout=10)
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["notifications"]
-    return items
 
 
 @pytest.mark.parametrize("case", list(BAD_PUBLISHER_CREDENTIALS))

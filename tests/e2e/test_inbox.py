@@ -3,57 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import API_KEY, Server, new_user, publisher_headers, user_headers
-
-_client: httpx.Client | None = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_client() -> Iterator[None]:
-    """One keep-alive client per module: a fresh httpx client per call costs ~20 ms."""
-    global _client
-    with httpx.Client(timeout=30) as client:
-        _client = client
-        yield
-    _client = None
-
-
-def http() -> httpx.Client:
-    assert _client is not None
-    return _client
-
-
-def publish_batch(
-    server: Server, items: list[dict[str, Any]], *, api_key: str = API_KEY
-) -> httpx.Response:
-    """Like tests.support.publish_batch, on the module's keep-alive client."""
-    return http().post(
-        server.url + "/v1/notifications/batch",
-        json={"notifications": items},
-        headers=publisher_headers(api_key),
-        timeout=60,
-    )
-
-
-RFC3339_UTC = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z$")
-
-
-def parse_time(text: str) -> datetime:
-    match = RFC3339_UTC.match(text)
-    assert match, f"not RFC 3339 UTC with Z and 0..6 fraction digits: {text!r}"
-    *parts, fraction = match.groups()
-    micros = int((fraction or "0").ljust(6, "0"))
-    year, month, day, hour, minute, second = (int(p) for p in parts)
-    return datetime(year, month, day, hour, minute, second, micros, tzinfo=UTC)
+from tests.e2e.http_support import http, parse_time, publish_batch, unread
+from tests.support import Server, new_user, user_headers
 
 
 def seed(server: Server, user: str, count: int) -> list[dict[str, Any]]:
@@ -79,15 +37,6 @@ def seqs(server: Server, user: str, params: str | dict[str, Any] = "") -> list[i
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     return [n["seq"] for n in response.json()["notifications"]]
-
-
-def unread(server: Server, user: str) -> int:
-    response = http().get(
-        server.url + "/v1/me/notifications/unread-count", headers=user_headers(user), timeout=10
-    )
-    assert response.status_code == 200, response.text
-    count: int = response.json()["unread"]
-    return count
 
 
 def mark_read(server: Server, user: str, body: dict[str, Any]) -> httpx.Response:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.e2e.http_support import all_ascending, http, inbox, parse_time, unread
 from tests.support import (
     API_KEY,
     OTHER_API_KEY,
@@ -20,38 +19,9 @@ from tests.support import (
     new_user,
     publish,
     publisher_headers,
-    user_headers,
 )
 
-_client: httpx.Client | None = None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_client() -> Iterator[None]:
-    """One keep-alive client per module: a fresh httpx client per call costs ~20 ms."""
-    global _client
-    with httpx.Client(timeout=30) as client:
-        _client = client
-        yield
-    _client = None
-
-
-def http() -> httpx.Client:
-    assert _client is not None
-    return _client
-
-
-RFC3339_UTC = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z$")
 FIELDS = {"id", "user_id", "seq", "type", "data", "created_at", "read_at"}
-
-
-def parse_time(text: str) -> datetime:
-    match = RFC3339_UTC.match(text)
-    assert match, f"not RFC 3339 UTC with Z and 0..6 fraction digits: {text!r}"
-    *parts, fraction = match.groups()
-    micros = int((fraction or "0").ljust(6, "0"))
-    year, month, day, hour, minute, second = (int(p) for p in parts)
-    return datetime(year, month, day, hour, minute, second, micros, tzinfo=UTC)
 
 
 def post_raw(
@@ -61,36 +31,6 @@ def post_raw(
     if key is not None:
         headers["Idempotency-Key"] = key
     return http().post(server.url + "/v1/notifications", content=body, headers=headers, timeout=10)
-
-
-def inbox(server: Server, user: str, **params: Any) -> list[dict[str, Any]]:
-    response = http().get(
-        server.url + "/v1/me/notifications",
-        params={"limit": 500, **params},
-        headers=user_headers(user),
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["notifications"]
-    return items
-
-
-def all_ascending(server: Server, user: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    while True:
-        page = inbox(server, user, after=found[-1]["seq"] if found else 0)
-        if not page:
-            return found
-        found.extend(page)
-
-
-def unread(server: Server, user: str) -> int:
-    response = http().get(
-        server.url + "/v1/me/notifications/unread-count", headers=user_headers(user), timeout=10
-    )
-    assert response.status_code == 200, response.text
-    count: int = response.json()["unread"]
-    return count
 
 
 def assert_notification(item: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ def _new(
         user_id=item.user_id,
         type=item.type,
         data_json=data_json.decode(),
-        fingerprint=fingerprint(item.user_id, item.type, item.data),
+        fingerprint=fingerprint(item.user_id, item.type, item.data) if key is not None else "",
         idempotency_key=key,
     )
 
