@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.conftest import migrate
 from tests.e2e.ws_support import (
     Stream,
     drop,
@@ -18,7 +19,6 @@ from tests.e2e.ws_support import (
     own_server,
     pg_execute,
     recv_frame,
-    run_migrate,
     unpaced_ws,
 )
 from tests.support import (
@@ -254,7 +254,7 @@ RETENTION_CASES = [
 async def test_replay_reports_incomplete_after_retention(fresh_pg_database: str) -> None:
     """With seq 1..5 of 10 deleted (retention), after<5 replays 6..10 and says
     complete: false; after>=5 says complete: true; live continues at 11."""
-    await asyncio.to_thread(run_migrate, fresh_pg_database)
+    await asyncio.to_thread(migrate, fresh_pg_database)
     async with own_server(fresh_pg_database) as server:
         user, emptied = new_user(), new_user()
         assert publish_batch(server, items(user, 10)).status_code == 201

@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support import ROOT, Server, timeout, user_headers, ws_url
+from tests.support import Server, timeout, user_headers, ws_url
 
 
 def b64url(raw: bytes) -> str:
@@ -128,18 +125,6 @@ async def pg_execute(url: str, sql: str, *args: Any) -> str:
         return str(await conn.execute(sql, *args))
     finally:
         await conn.close()
-
-
-def run_migrate(url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env["NOTIFIER_DATABASE_URL"] = url
-    subprocess.run(
-        [sys.executable, "-m", "notifier", "migrate"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
 
 
 def rss_bytes(pid: int) -> int:
