@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from notifier import metrics
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import Bus, BusHandlers
+from notifier.committer import GroupCommitter
 from notifier.config import Settings
 from notifier.core.frames import read_frame_ids, read_frame_up_to
 from notifier.hub import Hub, Subscriber
@@ -33,6 +34,9 @@ class Service:
     bus: Bus
     verifier: TokenVerifier
     api_keys: ApiKeys
+
+    def __post_init__(self) -> None:
+        self.committer = GroupCommitter(self.store, self.bus.announce_in_transaction)
 
     async def start(self) -> None:
         await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
@@ -86,9 +90,7 @@ class Service:
         self._resync_now.set()
 
     async def publish(self, publisher: str, items: Sequence[NewNotification]) -> list[Published]:
-        results = await self.store.publish(
-            publisher, items, before_commit=self.bus.announce_in_transaction
-        )
+        results = await self.committer.publish(publisher, items)
         created = [r.notification for r in results if r.created]
         if created:
             metrics.PUBLISHED.labels(publisher).inc(len(created))

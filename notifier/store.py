@@ -50,10 +50,65 @@ class NewNotification:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishRequest:
+    """One publish call (a single notification or a batch): atomic on its own."""
+
+    publisher: str
+    items: Sequence[NewNotification]
+
+
+@dataclass(frozen=True, slots=True)
 class Published:
     notification: Notification
     created: bool
     """False when an idempotency key answered with the original."""
+
+
+Outcome = list[Published] | IdempotencyConflict
+
+
+class _New:
+    """Marker: the item is stored as a new notification."""
+
+
+_NEW = _New()
+# How one item is answered: new, an original already stored, or the same as an earlier
+# new item of this group (request index, item index).
+_Resolution = _New | Notification | tuple[int, int]
+
+
+def _plan(
+    r_index: int,
+    request: PublishRequest,
+    stored: dict[tuple[str, str], tuple[str, Notification]],
+    claimed: dict[tuple[str, str], tuple[str, int, int]],
+) -> dict[int, _Resolution] | IdempotencyConflict:
+    """Resolve each item of one request against stored keys and keys claimed earlier in
+    the group (or earlier in this request)."""
+    plan: dict[int, _Resolution] = {}
+    own: dict[str, tuple[str, int, int]] = {}
+    for i_index, item in enumerate(request.items):
+        key = item.idempotency_key
+        if key is None:
+            plan[i_index] = _NEW
+            continue
+        scoped = (request.publisher, key)
+        if scoped in stored:
+            fingerprint, original = stored[scoped]
+            if judge(fingerprint, item.fingerprint) is Verdict.CONFLICT:
+                return IdempotencyConflict(key)
+            plan[i_index] = original
+            continue
+        earlier = own.get(key) or claimed.get(scoped)
+        if earlier is not None:
+            fingerprint, e_request, e_item = earlier
+            if judge(fingerprint, item.fingerprint) is Verdict.CONFLICT:
+                return IdempotencyConflict(key)
+            plan[i_index] = (e_request, e_item)
+            continue
+        own[key] = (item.fingerprint, r_index, i_index)
+        plan[i_index] = _NEW
+    return plan
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -98,65 +153,74 @@ class Store:
         items: Sequence[NewNotification],
         before_commit: BeforeCommit | None = None,
     ) -> list[Published]:
-        """Store `items` atomically; results in request order.
+        """Store `items` atomically; results in request order. Raises
+        IdempotencyConflict, having stored nothing."""
+        [outcome] = await self.publish_group([PublishRequest(publisher, items)], before_commit)
+        if isinstance(outcome, IdempotencyConflict):
+            raise outcome
+        return outcome
 
-        Raises IdempotencyConflict (nothing stored). Retries on a deadlock or on losing
-        a race to insert the same idempotency key, where the retry then finds the
-        original and answers it.
+    async def publish_group(
+        self, requests: Sequence[PublishRequest], before_commit: BeforeCommit | None = None
+    ) -> list[Outcome]:
+        """Store several independent requests in one transaction (group commit).
+
+        Each request is all or nothing on its own: one whose idempotency key conflicts
+        gets its IdempotencyConflict as its outcome and stores nothing, while the others
+        commit. Retries on a deadlock or on losing a race to insert the same key (the
+        retry then finds the original and answers it).
         """
         for attempt in range(_RETRIES):
             try:
                 async with self.engine.begin() as conn:
-                    return await self._publish(conn, publisher, items, before_commit)
+                    return await self._publish_group(conn, requests, before_commit)
             except DBAPIError as error:
                 if attempt == _RETRIES - 1 or not _is_retryable(error):
                     raise
         raise AssertionError("unreachable")
 
-    async def _publish(
+    async def _publish_group(
         self,
         conn: AsyncConnection,
-        publisher: str,
-        items: Sequence[NewNotification],
+        requests: Sequence[PublishRequest],
         before_commit: BeforeCommit | None,
-    ) -> list[Published]:
-        results: list[Published | None] = [None] * len(items)
-        fresh: list[int] = []  # indexes of items to insert
-        first_with_key: dict[str, int] = {}
-        repeats_in_request: list[tuple[int, int]] = []
+    ) -> list[Outcome]:
+        stored = await self._stored_originals(conn, requests)
+        # (publisher, key) -> the first new item in this group that claims it
+        claimed: dict[tuple[str, str], tuple[str, int, int]] = {}
+        plans: list[dict[int, _Resolution] | IdempotencyConflict] = []
+        for r_index, request in enumerate(requests):
+            plan = _plan(r_index, request, stored, claimed)
+            if not isinstance(plan, IdempotencyConflict):
+                for i_index, resolution in plan.items():
+                    key = request.items[i_index].idempotency_key
+                    if resolution is _NEW and key is not None:
+                        claimed[(request.publisher, key)] = (
+                            request.items[i_index].fingerprint,
+                            r_index,
+                            i_index,
+                        )
+            plans.append(plan)
 
-        keys = {item.idempotency_key for item in items if item.idempotency_key is not None}
-        stored = await self._find_keys(conn, publisher, keys) if keys else {}
-        for index, item in enumerate(items):
-            key = item.idempotency_key
-            if key is None:
-                fresh.append(index)
-                continue
-            if key in stored:
-                fingerprint, original = stored[key]
-                if judge(fingerprint, item.fingerprint) is Verdict.CONFLICT:
-                    raise IdempotencyConflict(key)
-                results[index] = Published(original, created=False)
-            elif key in first_with_key:
-                first = items[first_with_key[key]]
-                if judge(first.fingerprint, item.fingerprint) is Verdict.CONFLICT:
-                    raise IdempotencyConflict(key)
-                repeats_in_request.append((index, first_with_key[key]))
-            else:
-                first_with_key[key] = index
-                fresh.append(index)
-
+        fresh = [
+            (r_index, i_index)
+            for r_index, plan in enumerate(plans)
+            if not isinstance(plan, IdempotencyConflict)
+            for i_index, resolution in sorted(plan.items())
+            if resolution is _NEW
+        ]
+        created: dict[tuple[int, int], Notification] = {}
         if fresh:
             now = datetime.now(UTC)
             per_user: dict[str, int] = {}
-            for index in fresh:
-                user = items[index].user_id
+            for r_index, i_index in fresh:
+                user = requests[r_index].items[i_index].user_id
                 per_user[user] = per_user.get(user, 0) + 1
             next_seq = await self._allocate(conn, per_user)
             rows: list[dict[str, Any]] = []
-            created: list[Notification] = []
-            for index in fresh:
-                item = items[index]
+            for r_index, i_index in fresh:
+                publisher = requests[r_index].publisher
+                item = requests[r_index].items[i_index]
                 seq = next_seq[item.user_id]
                 next_seq[item.user_id] = seq + 1
                 notification = Notification(
@@ -167,8 +231,7 @@ class Store:
                     data_json=item.data_json,
                     created_at=now,
                 )
-                created.append(notification)
-                results[index] = Published(notification, created=True)
+                created[(r_index, i_index)] = notification
                 rows.append(
                     {
                         "id": notification.id,
@@ -185,13 +248,38 @@ class Store:
                 )
             await conn.execute(nt.insert(), rows)
             if before_commit is not None:
-                await before_commit(conn, created)
+                await before_commit(conn, list(created.values()))
 
-        for index, first_index in repeats_in_request:
-            first_result = results[first_index]
-            assert first_result is not None
-            results[index] = Published(first_result.notification, created=False)
-        return [result for result in results if result is not None]
+        outcomes: list[Outcome] = []
+        for r_index, plan in enumerate(plans):
+            if isinstance(plan, IdempotencyConflict):
+                outcomes.append(plan)
+                continue
+            results: list[Published] = []
+            for i_index in range(len(requests[r_index].items)):
+                resolution = plan[i_index]
+                if isinstance(resolution, _New):
+                    results.append(Published(created[(r_index, i_index)], created=True))
+                elif isinstance(resolution, Notification):
+                    results.append(Published(resolution, created=False))
+                else:
+                    results.append(Published(created[resolution], created=False))
+            outcomes.append(results)
+        return outcomes
+
+    async def _stored_originals(
+        self, conn: AsyncConnection, requests: Sequence[PublishRequest]
+    ) -> dict[tuple[str, str], tuple[str, Notification]]:
+        keys: dict[str, set[str]] = {}
+        for request in requests:
+            for item in request.items:
+                if item.idempotency_key is not None:
+                    keys.setdefault(request.publisher, set()).add(item.idempotency_key)
+        stored: dict[tuple[str, str], tuple[str, Notification]] = {}
+        for publisher, publisher_keys in keys.items():
+            for key, found in (await self._find_keys(conn, publisher, publisher_keys)).items():
+                stored[(publisher, key)] = found
+        return stored
 
     async def _find_keys(
         self, conn: AsyncConnection, publisher: str, keys: set[str]
