@@ -1,0 +1,1 @@
+"""The benchmark harness (issue 4): `python -m bench.run`, described in bench/README.md."""
