@@ -21,9 +21,8 @@ def create_engine(url: str) -> AsyncEngine:
     """An engine tuned per backend.
 
     SQLite gets one connection (writers would otherwise fight over the file lock), WAL and
-    a full fsync per commit: a 201 means the row is on disk. PostgreSQL gets a pool that
-    checks connections before use, so a database restart costs one failed attempt, not a
-    poisoned pool.
+    a full fsync per commit: a 201 means the row is on disk. PostgreSQL gets a pool sized
+    for group commit lanes, handshakes and replays at once.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
@@ -41,11 +40,13 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
+    # No pre-ping: it costs a round trip on every checkout. After a database restart
+    # the first statement on a dead connection fails, SQLAlchemy invalidates the whole
+    # pool, and that one request answers 503 (publishers retry with their key).
     return create_async_engine(
         url,
-        pool_size=10,
-        max_overflow=20,
-        pool_pre_ping=True,
+        pool_size=20,
+        max_overflow=10,
         pool_timeout=10,
         connect_args={"timeout": 10, "command_timeout": 30},
     )

@@ -142,6 +142,9 @@ def _is_retryable(error: DBAPIError) -> bool:
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Reads need no transaction: without one a SELECT is one round trip, not
+        # BEGIN, SELECT, ROLLBACK.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
 
@@ -317,7 +320,7 @@ class Store:
             .order_by(nt.c.seq)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return [_row_to_notification(row) for row in await conn.execute(query)]
 
     async def inbox(
@@ -339,7 +342,7 @@ class Store:
             if before is not None:
                 query = query.where(nt.c.seq < before)
             query = query.order_by(nt.c.seq.desc())
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await conn.execute(query.limit(limit))
             return [_row_to_notification(row) for row in rows]
 
@@ -349,19 +352,19 @@ class Store:
             .select_from(nt)
             .where(nt.c.user_id == user_id, nt.c.read_at.is_(None))
         )
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def head(self, user_id: str) -> int:
         """The user's newest seq (0 before the first notification)."""
         query = sa.select(streams.c.last_seq).where(streams.c.user_id == user_id)
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             return int((await conn.execute(query)).scalar_one_or_none() or 0)
 
     async def heads(self, user_ids: Sequence[str], chunk: int = 1000) -> dict[str, int]:
         """The newest seq of each of `user_ids` that has one."""
         found: dict[str, int] = {}
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             for start in range(0, len(user_ids), chunk):
                 query = sa.select(streams.c.user_id, streams.c.last_seq).where(
                     streams.c.user_id.in_(user_ids[start : start + chunk])
@@ -370,7 +373,7 @@ class Store:
         return found
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     # -- read state -----------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Shared route dependencies, as `Annotated` aliases."""
+"""Shared route dependencies, as `Annotated` aliases.
+
+They are `async def` although they never await: FastAPI runs plain `def` dependencies
+in its thread pool, a hop per request that costs more than the work itself.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from notifier.service import Service
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -22,7 +26,7 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def current_publisher(request: Request, service: ServiceDep) -> Publisher:
+async def current_publisher(request: Request, service: ServiceDep) -> Publisher:
     """A publisher API key. A user token is not one: it fails like any wrong key."""
     key = bearer(request.headers.get("authorization"))
     if key is None:
@@ -35,7 +39,7 @@ def current_publisher(request: Request, service: ServiceDep) -> Publisher:
         raise HTTPException(401, detail=str(error), headers=_CHALLENGE) from None
 
 
-def current_user(request: Request, service: ServiceDep) -> UserIdentity:
+async def current_user(request: Request, service: ServiceDep) -> UserIdentity:
     """A user JWT. An API key is not one: it fails like any malformed token."""
     token = bearer(request.headers.get("authorization"))
     if token is None:
