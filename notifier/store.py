@@ -28,6 +28,34 @@ BeforeCommit = Callable[[AsyncConnection, Sequence[Notification]], Awaitable[Non
 _COLUMNS = (nt.c.id, nt.c.user_id, nt.c.seq, nt.c.type, nt.c.data, nt.c.created_at, nt.c.read_at)
 _RETRIES = 5
 
+# On PostgreSQL the two writes of a publish are fixed statements over arrays, whatever
+# the number of rows: compiled and prepared once, one round trip each.
+_ALLOCATE_PG = sa.text(
+    "INSERT INTO streams (user_id, last_seq) "
+    "SELECT * FROM unnest(CAST(:users AS varchar[]), CAST(:counts AS bigint[])) "
+    "ON CONFLICT (user_id) DO UPDATE SET last_seq = streams.last_seq + EXCLUDED.last_seq "
+    "RETURNING user_id, last_seq"
+)
+_INSERT_COLUMNS = (
+    "id",
+    "user_id",
+    "seq",
+    "type",
+    "data",
+    "created_at",
+    "publisher",
+    "idempotency_key",
+    "fingerprint",
+)
+_INSERT_PG = sa.text(
+    "INSERT INTO notifications "
+    "(id, user_id, seq, type, data, created_at, publisher, idempotency_key, fingerprint) "
+    "SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:user_id AS varchar[]), "
+    "CAST(:seq AS bigint[]), CAST(:type AS varchar[]), CAST(:data AS text[]), "
+    "CAST(:created_at AS timestamptz[]), CAST(:publisher AS varchar[]), "
+    "CAST(:idempotency_key AS varchar[]), CAST(:fingerprint AS varchar[]))"
+)
+
 
 class IdempotencyConflict(Exception):
     """An Idempotency-Key was reused with another request."""
@@ -145,8 +173,8 @@ class Store:
         # Reads need no transaction: without one a SELECT is one round trip, not
         # BEGIN, SELECT, ROLLBACK.
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-        dialect = engine.dialect.name
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._postgres = engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if self._postgres else sqlite.insert
 
     # -- publishing -----------------------------------------------------------------
 
@@ -249,7 +277,7 @@ class Store:
                         "fingerprint": item.fingerprint if item.idempotency_key else None,
                     }
                 )
-            await conn.execute(nt.insert(), rows)
+            await self._insert_rows(conn, rows)
             if before_commit is not None:
                 await before_commit(conn, list(created.values()))
 
@@ -269,6 +297,14 @@ class Store:
                     results.append(Published(created[resolution], created=False))
             outcomes.append(results)
         return outcomes
+
+    async def _insert_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        if not self._postgres:
+            await conn.execute(nt.insert(), rows)
+            return
+        await conn.execute(
+            _INSERT_PG, {column: [row[column] for row in rows] for column in _INSERT_COLUMNS}
+        )
 
     async def _stored_originals(
         self, conn: AsyncConnection, requests: Sequence[PublishRequest]
@@ -301,7 +337,14 @@ class Store:
         Users are locked in sorted order so that two batches touching the same users
         cannot deadlock each other.
         """
-        values = [{"user_id": user, "last_seq": count} for user, count in sorted(per_user.items())]
+        ordered = sorted(per_user.items())
+        if self._postgres:
+            result = await conn.execute(
+                _ALLOCATE_PG,
+                {"users": [u for u, _ in ordered], "counts": [c for _, c in ordered]},
+            )
+            return {row.user_id: row.last_seq - per_user[row.user_id] + 1 for row in result}
+        values = [{"user_id": user, "last_seq": count} for user, count in ordered]
         insert = self._insert(streams).values(values)
         statement = insert.on_conflict_do_update(
             index_elements=[streams.c.user_id],
