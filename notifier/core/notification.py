@@ -31,6 +31,7 @@ class Notification:
     created_at: datetime
     read_at: datetime | None = None
     _json: bytes = field(default=b"", compare=False, repr=False)
+    _frame: str = field(default="", compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -52,8 +53,12 @@ class Notification:
 
     @property
     def frame(self) -> str:
-        """The WebSocket frame text for this notification."""
-        return '{"type":"notification","notification":' + self.json.decode() + "}"
+        """The WebSocket frame text for this notification, computed once and shared by
+        every socket and the bus."""
+        if not self._frame:
+            text = '{"type":"notification","notification":' + self.json.decode() + "}"
+            object.__setattr__(self, "_frame", text)
+        return self._frame
 
 
 def list_body(items: list[Notification]) -> bytes:
