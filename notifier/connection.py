@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from notifier import metrics
 from notifier.core.frames import replayed_frame
+from notifier.core.notification import Notification
 from notifier.core.sequencer import Offer, Sequencer, replay_complete
 from notifier.store import Store
 
@@ -80,6 +81,7 @@ class Connection:
         """loop.time() when the write in flight began; None between writes."""
         self._stall_timer: asyncio.TimerHandle | None = None
         self._head_at_start: int | None = None
+        self._prefetched: tuple[int, asyncio.Task[list[Notification]]] | None = None
         self._queue: deque[tuple[str, float | None]] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
@@ -179,6 +181,7 @@ class Connection:
                     self._close(self.close_code, self.close_reason), self._close_timeout
                 )
         finally:
+            self.discard_prefetch()
             self.state = State.CLOSED
 
     async def _send(self, text: str) -> None:
@@ -207,7 +210,15 @@ class Connection:
             # Read before the first page: a publish committing during the replay must not
             # look like a deleted notification (see replay_complete).
             self._head_at_start = await self._store.head(self.user_id)
-        rows = await self._store.after(self.user_id, self._sequencer.queued, self._page_size)
+        rows = await self._next_page()
+        if len(rows) == self._page_size:
+            # Read the following page while this one is being sent: the database and
+            # the socket work at the same time.
+            task = asyncio.create_task(
+                self._store.after(self.user_id, rows[-1].seq, self._page_size)
+            )
+            task.add_done_callback(_retrieve)
+            self._prefetched = (rows[-1].seq, task)
         for notification in rows:
             if self.close_code is not None:
                 return
@@ -223,6 +234,21 @@ class Connection:
                 await self._finish_replay()
         elif exhausted:
             await self._wait_for_missing()
+
+    async def _next_page(self) -> list[Notification]:
+        after = self._sequencer.queued
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None:
+            base, task = prefetched
+            if base == after:
+                return await task
+            task.cancel()
+        return await self._store.after(self.user_id, after, self._page_size)
+
+    def discard_prefetch(self) -> None:
+        if self._prefetched is not None:
+            self._prefetched[1].cancel()
+            self._prefetched = None
 
     async def _finish_replay(self) -> None:
         assert self._replay_from is not None
@@ -246,3 +272,9 @@ class Connection:
                 await self._finish_replay()
             return
         await asyncio.sleep(min(0.5, 0.01 * self._missing))
+
+
+def _retrieve(task: asyncio.Task[list[Notification]]) -> None:
+    """A prefetch that is discarded must not log "exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
