@@ -31,12 +31,17 @@ from notifier.core.frames import (
     parse_client_frame,
     parse_seq,
 )
+from notifier.core.ratelimit import TokenBucket
 from notifier.service import Service
 
 router = APIRouter()
 log = logging.getLogger("notifier.ws")
 
 CLOSE_BAD_REQUEST = 4400
+# Client frames are pings, read marks and token renewals: a few a minute. A client that
+# floods gets error frames (bounded by its queue), never database work per frame.
+FRAME_RATE = 20.0
+FRAME_BURST = 50.0
 CLOSE_POLICY = 1008
 
 
@@ -146,11 +151,16 @@ async def _receive_loop(
     expiry: asyncio.TimerHandle,
 ) -> asyncio.TimerHandle:
     """Handle client frames until the client goes; returns the live expiry timer."""
+    loop = asyncio.get_running_loop()
+    bucket = TokenBucket(FRAME_RATE, FRAME_BURST, loop.time())
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return expiry
         if connection.close_code is not None:
+            continue
+        if not bucket.allow(loop.time()):
+            connection.push(error_frame("too many frames: at most 20 a second; frame ignored"))
             continue
         text = message.get("text")
         if text is None:
