@@ -1,8 +1,9 @@
 """The operations a route performs, each a short pipeline across store, hub and bus.
 
-publish: store (commit, with the bus announcing inside the transaction where it can)
--> hub (this instance's sockets, at once) -> bus (other instances, where the engine
-announces after commit). mark read: store -> hub -> bus, as `read` frames.
+publish: committer (group commit) -> store (commit, with the bus announcing inside the
+transaction where it can) -> hub (this instance's sockets, at once) -> bus (other
+instances, where the engine announces after commit). mark read: store -> hub -> bus, as
+`read` frames.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class Service:
         self.committer = GroupCommitter(self.store, self.bus.announce_in_transaction)
 
     async def start(self) -> None:
-        await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
         self._resync_now = asyncio.Event()
+        await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
         self._tasks = [asyncio.create_task(self._reconcile_loop(), name="reconcile")]
         if self.settings.retention_days is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
