@@ -19,7 +19,7 @@ from fastapi import APIRouter, WebSocket
 
 from notifier import metrics
 from notifier.auth import AuthError, bearer
-from notifier.connection import CLOSE_UNAUTHORIZED, Connection
+from notifier.connection import CLOSE_INTERNAL_ERROR, CLOSE_UNAUTHORIZED, Connection
 from notifier.core.claims import UserIdentity
 from notifier.core.frames import (
     PONG,
@@ -106,7 +106,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         await service.attach(identity.user_id, connection)
         if after is None:
-            connection.start_at(await service.store.head(identity.user_id))
+            try:
+                head = await service.store.head(identity.user_id)
+            except Exception as error:  # the database is down: the client retries
+                log.warning("handshake without a database", extra={"error": repr(error)[:300]})
+                await _refuse(websocket, CLOSE_INTERNAL_ERROR, "database unavailable, retry")
+                return
+            connection.start_at(head)
         await websocket.accept()
         sender = asyncio.create_task(connection.run())
         sender.add_done_callback(_drop_if_unanswered(asyncio.current_task()))
