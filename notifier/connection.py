@@ -50,6 +50,32 @@ class State(enum.Enum):
 class Connection:
     """Implements `hub.Subscriber` for one socket."""
 
+    # One of these per open socket: slots keep it small.
+    __slots__ = (
+        "_close",
+        "_close_timeout",
+        "_first_replayed",
+        "_head_at_start",
+        "_max_buffer",
+        "_missing",
+        "_page_size",
+        "_prefetched",
+        "_queue",
+        "_queued_bytes",
+        "_replay_from",
+        "_send_started",
+        "_send_text",
+        "_sequencer",
+        "_stall_seconds",
+        "_stall_timer",
+        "_store",
+        "_waiter",
+        "close_code",
+        "close_reason",
+        "state",
+        "user_id",
+    )
+
     def __init__(
         self,
         *,
@@ -84,7 +110,7 @@ class Connection:
         self._prefetched: tuple[int, asyncio.Task[list[Notification]]] | None = None
         self._queue: deque[tuple[str, float | None]] = deque()
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._missing = 0
         self.close_code: int | None = None
         self.close_reason = ""
@@ -110,7 +136,7 @@ class Connection:
                 self._watch_for_stall()
             elif self.state is State.LIVE:
                 metrics.GAP_FILLS.inc()
-            self._wakeup.set()
+            self._wake()
 
     def push(self, frame: str) -> None:
         if self.close_code is not None:
@@ -124,7 +150,12 @@ class Connection:
     def _enqueue(self, frame: str, created_at: float | None) -> None:
         self._queue.append((frame, created_at))
         self._queued_bytes += len(frame)
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _watch_for_stall(self) -> None:
         """The queue is full: close with 1013 if the socket is not reading."""
@@ -159,7 +190,7 @@ class Connection:
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self._wakeup.set()
+        self._wake()
 
     # -- the sender ---------------------------------------------------------------------
 
@@ -202,8 +233,11 @@ class Connection:
             elif self._sequencer.fetching:
                 await self._fetch_page()
             else:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
 
     async def _fetch_page(self) -> None:
         if self.state is State.REPLAYING and self._head_at_start is None:
