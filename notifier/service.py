@@ -114,9 +114,11 @@ class Service:
         return updated
 
     async def mark_read_ids(self, user_id: str, ids: Sequence[str]) -> int:
-        changed = await self.store.mark_read_ids(user_id, ids)
+        changed = set(await self.store.mark_read_ids(user_id, ids))
         if changed:
-            await self._announce_read(user_id, read_frame_ids(changed), None)
+            # In the order the client gave them (the database returns them in any order).
+            in_order = [i for i in dict.fromkeys(ids) if i in changed]
+            await self._announce_read(user_id, read_frame_ids(in_order), None)
         return len(changed)
 
     async def _announce_read(self, user_id: str, frame: str, skip: Subscriber | None) -> None:

@@ -155,3 +155,22 @@ async def test_every_socket_of_a_user_gets_every_notification(server: Server) ->
         for ws in sockets:
             assert await no_frame(ws, 0.1)
             await ping_pong(ws)
+
+
+async def test_read_frame_lists_ids_in_request_order(server: Server) -> None:
+    """Marking several ids read sends one read frame listing the ids that changed, in the
+    order the request gave them (duplicates once, already-read ones left out)."""
+    user = new_user()
+    created = [publish(None, server, user, data={"n": n}).json() for n in range(5)]
+    async with ws_connect(server, user) as ws:
+        with httpx.Client() as client:
+            url = server.url + "/v1/me/notifications/read"
+            headers = user_headers(user)
+            first = client.post(url, json={"ids": [created[1]["id"]]}, headers=headers)
+            assert first.json() == {"updated": 1}
+            assert await recv_frame(ws, 10) == {"type": "read", "ids": [created[1]["id"]]}
+            order = [created[4]["id"], created[0]["id"], created[1]["id"], created[4]["id"]]
+            second = client.post(url, json={"ids": order}, headers=headers)
+            assert second.json() == {"updated": 2}
+            frame = await recv_frame(ws, 10)
+    assert frame == {"type": "read", "ids": [created[4]["id"], created[0]["id"]]}
