@@ -212,7 +212,7 @@ class Connection:
                     self._close(self.close_code, self.close_reason), self._close_timeout
                 )
         finally:
-            self.discard_prefetch()
+            self._discard_prefetch()
             self.state = State.CLOSED
 
     async def _send(self, text: str) -> None:
@@ -279,7 +279,7 @@ class Connection:
             task.cancel()
         return await self._store.after(self.user_id, after, self._page_size)
 
-    def discard_prefetch(self) -> None:
+    def _discard_prefetch(self) -> None:
         if self._prefetched is not None:
             self._prefetched[1].cancel()
             self._prefetched = None

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -95,47 +95,46 @@ class Published:
 Outcome = list[Published] | IdempotencyConflict
 
 
-class _New:
-    """Marker: the item is stored as a new notification."""
-
-
-_NEW = _New()
-# How one item is answered: new, an original already stored, or the same as an earlier
-# new item of this group (request index, item index).
-_Resolution = _New | Notification | tuple[int, int]
+# How one item is answered: None, stored as new; a Notification, an original already
+# stored; (request index, item index), the same as an earlier new item of this group.
+_Resolution = Notification | tuple[int, int] | None
+# (publisher, key) -> (fingerprint, request index, item index) of the new item claiming it
+_Claims = dict[tuple[str, str], tuple[str, int, int]]
 
 
 def _plan(
     r_index: int,
     request: PublishRequest,
     stored: dict[tuple[str, str], tuple[str, Notification]],
-    claimed: dict[tuple[str, str], tuple[str, int, int]],
-) -> dict[int, _Resolution] | IdempotencyConflict:
+    claimed: _Claims,
+) -> list[_Resolution] | IdempotencyConflict:
     """Resolve each item of one request against stored keys and keys claimed earlier in
-    the group (or earlier in this request)."""
-    plan: dict[int, _Resolution] = {}
-    own: dict[str, tuple[str, int, int]] = {}
+    the group or in this request. Only a request without conflict adds its keys to
+    `claimed`, so a refused request never shadows a later one."""
+    plan: list[_Resolution] = []
+    own: _Claims = {}
     for i_index, item in enumerate(request.items):
         key = item.idempotency_key
         if key is None:
-            plan[i_index] = _NEW
+            plan.append(None)
             continue
         scoped = (request.publisher, key)
         if scoped in stored:
             fingerprint, original = stored[scoped]
             if judge(fingerprint, item.fingerprint) is Verdict.CONFLICT:
                 return IdempotencyConflict(key)
-            plan[i_index] = original
+            plan.append(original)
             continue
-        earlier = own.get(key) or claimed.get(scoped)
+        earlier = own.get(scoped) or claimed.get(scoped)
         if earlier is not None:
             fingerprint, e_request, e_item = earlier
             if judge(fingerprint, item.fingerprint) is Verdict.CONFLICT:
                 return IdempotencyConflict(key)
-            plan[i_index] = (e_request, e_item)
+            plan.append((e_request, e_item))
             continue
-        own[key] = (item.fingerprint, r_index, i_index)
-        plan[i_index] = _NEW
+        own[scoped] = (item.fingerprint, r_index, i_index)
+        plan.append(None)
+    claimed.update(own)
     return plan
 
 
@@ -174,7 +173,6 @@ class Store:
         # BEGIN, SELECT, ROLLBACK.
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._postgres = engine.dialect.name == "postgresql"
-        self._insert = postgresql.insert if self._postgres else sqlite.insert
 
     # -- publishing -----------------------------------------------------------------
 
@@ -217,28 +215,14 @@ class Store:
         before_commit: BeforeCommit | None,
     ) -> list[Outcome]:
         stored = await self._stored_originals(conn, requests)
-        # (publisher, key) -> the first new item in this group that claims it
-        claimed: dict[tuple[str, str], tuple[str, int, int]] = {}
-        plans: list[dict[int, _Resolution] | IdempotencyConflict] = []
-        for r_index, request in enumerate(requests):
-            plan = _plan(r_index, request, stored, claimed)
-            if not isinstance(plan, IdempotencyConflict):
-                for i_index, resolution in plan.items():
-                    key = request.items[i_index].idempotency_key
-                    if resolution is _NEW and key is not None:
-                        claimed[(request.publisher, key)] = (
-                            request.items[i_index].fingerprint,
-                            r_index,
-                            i_index,
-                        )
-            plans.append(plan)
-
+        claimed: _Claims = {}
+        plans = [_plan(r, request, stored, claimed) for r, request in enumerate(requests)]
         fresh = [
             (r_index, i_index)
             for r_index, plan in enumerate(plans)
             if not isinstance(plan, IdempotencyConflict)
-            for i_index, resolution in sorted(plan.items())
-            if resolution is _NEW
+            for i_index, resolution in enumerate(plan)
+            if resolution is None
         ]
         created: dict[tuple[int, int], Notification] = {}
         if fresh:
@@ -271,10 +255,9 @@ class Store:
                         "type": item.type,
                         "data": item.data_json,
                         "created_at": now,
-                        "read_at": None,
                         "publisher": publisher,
                         "idempotency_key": item.idempotency_key,
-                        "fingerprint": item.fingerprint if item.idempotency_key else None,
+                        "fingerprint": item.fingerprint or None,
                     }
                 )
             await self._insert_rows(conn, rows)
@@ -287,9 +270,8 @@ class Store:
                 outcomes.append(plan)
                 continue
             results: list[Published] = []
-            for i_index in range(len(requests[r_index].items)):
-                resolution = plan[i_index]
-                if isinstance(resolution, _New):
+            for i_index, resolution in enumerate(plan):
+                if resolution is None:
                     results.append(Published(created[(r_index, i_index)], created=True))
                 elif isinstance(resolution, Notification):
                     results.append(Published(resolution, created=False))
@@ -345,7 +327,7 @@ class Store:
             )
             return {row.user_id: row.last_seq - per_user[row.user_id] + 1 for row in result}
         values = [{"user_id": user, "last_seq": count} for user, count in ordered]
-        insert = self._insert(streams).values(values)
+        insert = sqlite.insert(streams).values(values)
         statement = insert.on_conflict_do_update(
             index_elements=[streams.c.user_id],
             set_={"last_seq": streams.c.last_seq + insert.excluded.last_seq},

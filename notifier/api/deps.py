@@ -26,30 +26,31 @@ async def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
+def _unauthorized(kind: str, detail: str) -> HTTPException:
+    metrics.AUTH_REFUSED.labels(kind).inc()
+    return HTTPException(401, detail=detail, headers=_CHALLENGE)
+
+
 async def current_publisher(request: Request, service: ServiceDep) -> Publisher:
     """A publisher API key. A user token is not one: it fails like any wrong key."""
     key = bearer(request.headers.get("authorization"))
     if key is None:
-        metrics.AUTH_REFUSED.labels("publisher").inc()
-        raise HTTPException(401, detail="missing publisher API key", headers=_CHALLENGE)
+        raise _unauthorized("publisher", "missing publisher API key")
     try:
         return service.api_keys.check(key)
     except AuthError as error:
-        metrics.AUTH_REFUSED.labels("publisher").inc()
-        raise HTTPException(401, detail=str(error), headers=_CHALLENGE) from None
+        raise _unauthorized("publisher", str(error)) from None
 
 
 async def current_user(request: Request, service: ServiceDep) -> UserIdentity:
     """A user JWT. An API key is not one: it fails like any malformed token."""
     token = bearer(request.headers.get("authorization"))
     if token is None:
-        metrics.AUTH_REFUSED.labels("user").inc()
-        raise HTTPException(401, detail="missing user token", headers=_CHALLENGE)
+        raise _unauthorized("user", "missing user token")
     try:
         return service.verifier.verify(token)
     except AuthError as error:
-        metrics.AUTH_REFUSED.labels("user").inc()
-        raise HTTPException(401, detail=str(error), headers=_CHALLENGE) from None
+        raise _unauthorized("user", str(error)) from None
 
 
 PublisherDep = Annotated[Publisher, Depends(current_publisher)]
