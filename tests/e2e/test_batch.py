@@ -229,17 +229,11 @@ def test_batch_keys_belong_to_their_publisher(server: Server) -> None:
     assert len(inbox(server, user)) == 2
 
 
-async def test_concurrent_overlapping_batches_keep_seqs_gap_free(server: Server) -> None:
-    """Batches racing over the same users, in different orders, all commit gap-free."""
-    users = [new_user() for _ in range(4)]
-    rng = random.Random(7)
-    batches = []
-    for b in range(20):
-        order = [u for u in users for _ in range(5)]
-        rng.shuffle(order)
-        batches.append([item(u, data={"b": b, "i": i}) for i, u in enumerate(order)])
+async def post_batches_at_once(
+    server: Server, batches: list[list[dict[str, Any]]]
+) -> list[httpx.Response]:
     async with httpx.AsyncClient(timeout=60) as client:
-        responses = await asyncio.gather(
+        return await asyncio.gather(
             *(
                 client.post(
                     server.url + "/v1/notifications/batch",
@@ -249,6 +243,18 @@ async def test_concurrent_overlapping_batches_keep_seqs_gap_free(server: Server)
                 for items in batches
             )
         )
+
+
+async def test_concurrent_overlapping_batches_keep_seqs_gap_free(server: Server) -> None:
+    """Batches racing over the same users, in different orders, all commit gap-free."""
+    users = [new_user() for _ in range(4)]
+    rng = random.Random(7)
+    batches = []
+    for b in range(20):
+        order = [u for u in users for _ in range(5)]
+        rng.shuffle(order)
+        batches.append([item(u, data={"b": b, "i": i}) for i, u in enumerate(order)])
+    responses = await post_batches_at_once(server, batches)
     assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses]
     for response in responses:
         created = response.json()["notifications"]
@@ -266,17 +272,7 @@ async def test_concurrent_identical_keyed_batches_store_once(server: Server) -> 
         item(u, data={"i": i}, idempotency_key=f"key-{uuid.uuid4()}")
         for i, u in enumerate([a, b, a, b, a])
     ]
-    async with httpx.AsyncClient(timeout=60) as client:
-        responses = await asyncio.gather(
-            *(
-                client.post(
-                    server.url + "/v1/notifications/batch",
-                    json={"notifications": items},
-                    headers=publisher_headers(),
-                )
-                for _ in range(10)
-            )
-        )
+    responses = await post_batches_at_once(server, [items] * 10)
     assert [r.status_code for r in responses] == [201] * 10, [r.text for r in responses]
     answers = [r.json()["notifications"] for r in responses]
     assert all(answer == answers[0] for answer in answers)
