@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gc
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -12,11 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.types import Receive, Scope, Send
 
 import notifier
-from notifier import db
+from notifier import db, gcpolicy
+from notifier.api import ws
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish, ws
+from notifier.api.routes import inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -25,6 +27,17 @@ from notifier.service import Service
 from notifier.store import Store
 
 log = logging.getLogger("notifier.app")
+
+
+class App(FastAPI):
+    """FastAPI for HTTP; WebSocket scopes go straight to `api.ws.serve` (its docstring
+    says why: memory per socket)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await ws.serve(self.state.service, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def build_service(settings: Settings) -> Service:
@@ -71,19 +84,16 @@ def create_app(settings: Settings) -> FastAPI:
         if db.is_sqlite(service.store.engine):
             await db.upgrade(service.store.engine)
         await service.start()
-        # Everything allocated so far lives as long as the process: move it out of the
-        # collector's reach, and collect young objects less often, so full collections
-        # stay short as sockets accumulate.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 50, 100)
+        gcpolicy.start()
+        collector = asyncio.create_task(gcpolicy.collect_old(), name="gc")
         try:
             yield
         finally:
+            collector.cancel()
             await service.stop()
             await service.store.engine.dispose()
 
-    app = FastAPI(
+    app = App(
         title="notifier",
         version=notifier.__version__,
         lifespan=lifespan,
@@ -93,7 +103,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit)
     app.include_router(publish.router)
     app.include_router(inbox.router)
-    app.include_router(ws.router)
     app.include_router(ops.router)
 
     @app.exception_handler(OperationalError)

@@ -3,23 +3,27 @@
 States: HANDSHAKE (subscribed, position not yet known), REPLAYING (reading the database
 up to the head), LIVE (queueing live frames), CLOSING (a close code is chosen; nothing
 more is queued), CLOSED. The `Sequencer` decides for each seq; this class does the I/O
-around it. A single sender task owns every write, so frames go out in order and each
-`send` waits for the socket to drain: replay and gap fill are paced by the client. Live
-frames wait in a byte-bounded queue; a burst beyond the bound (one large batch) spills to
-the database and is paged out as the socket drains, so a reading client is never closed
-for a burst. A socket whose queue is full while its last write has not completed for
-`stall_seconds` is not reading: it is closed with 1013. Fan-out never blocks.
+around it.
+
+One sender task at a time owns every write, so frames go out in order and each `send`
+waits for the socket to drain: replay and gap fill are paced by the client. The sender
+exists only while there is something to send: an idle socket costs no task (most
+sockets are idle most of the time, and a task with its coroutine is a few KiB). Live
+frames wait in a byte-bounded queue; a burst beyond the bound (one large batch) spills
+to the database and is paged out as the socket drains, so a reading client is never
+closed for a burst. A socket whose queue is full while its last write has not completed
+for `stall_seconds` is not reading: it is closed with 1013. Fan-out never blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from notifier import metrics
 from notifier.core.frames import replayed_frame
@@ -29,14 +33,19 @@ from notifier.store import Store
 
 log = logging.getLogger("notifier.connection")
 
-SendText = Callable[[str], Awaitable[None]]
-Close = Callable[[int, str], Awaitable[None]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+"""The ASGI `send` of the socket's scope."""
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_GONE = 1006
 # Announced seqs the database keeps not showing: retry this often before going live.
 _MISSING_RETRIES = 100
+
+
+class _ClientGone(Exception):
+    """A write found the socket closed (told apart from a database OSError)."""
 
 
 class State(enum.Enum):
@@ -52,26 +61,27 @@ class Connection:
 
     # One of these per open socket: slots keep it small.
     __slots__ = (
-        "_close",
         "_close_timeout",
         "_first_replayed",
         "_head_at_start",
         "_max_buffer",
         "_missing",
+        "_owner",
         "_page_size",
         "_prefetched",
         "_queue",
         "_queued_bytes",
         "_replay_from",
+        "_send",
         "_send_started",
-        "_send_text",
+        "_sender",
         "_sequencer",
         "_stall_seconds",
         "_stall_timer",
         "_store",
-        "_waiter",
         "close_code",
         "close_reason",
+        "gave_up",
         "state",
         "user_id",
     )
@@ -81,8 +91,7 @@ class Connection:
         *,
         user_id: str,
         store: Store,
-        send_text: SendText,
-        close: Close,
+        send: Send,
         replay_after: int | None,
         page_size: int,
         max_buffer_bytes: int,
@@ -93,8 +102,7 @@ class Connection:
         replay = replay_after is not None
         self.state = State.REPLAYING if replay else State.HANDSHAKE
         self._store = store
-        self._send_text = send_text
-        self._close = close
+        self._send = send
         # Without resume, announcements before the position is known only raise `wanted`.
         self._sequencer = Sequencer(replay_after or 0, fetching=True)
         self._replay_from = replay_after
@@ -108,18 +116,44 @@ class Connection:
         self._stall_timer: asyncio.TimerHandle | None = None
         self._head_at_start: int | None = None
         self._prefetched: tuple[int, asyncio.Task[list[Notification]]] | None = None
-        self._queue: deque[tuple[str, float | None]] = deque()
+        self._queue: deque[tuple[str, float | None]] | None = None
+        """Created with the first queued frame and dropped when it empties."""
         self._queued_bytes = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._owner: asyncio.Task[Any] | None = None
+        """The endpoint's task, cancelled if the client never takes its close frame."""
         self._missing = 0
         self.close_code: int | None = None
         self.close_reason = ""
+        self.gave_up = False
+        """True once the close frame could not be written within `close_timeout`."""
 
     def start_at(self, head: int) -> None:
         """Without resume: the user's head seq, read after subscribing, before accept."""
         assert self.state is State.HANDSHAKE
         self._sequencer.start_from(head)
         self.state = State.LIVE
+
+    def start(self) -> None:
+        """The handshake is accepted (called from the endpoint's task): frames may flow."""
+        assert self.state is not State.HANDSHAKE, "start_at() first"
+        self._owner = asyncio.current_task()
+        self._wake()
+
+    def discard(self) -> None:
+        """The endpoint is done with this socket: stop everything it still runs."""
+        if self.close_code is None:
+            self.close_code = CLOSE_GONE
+        self.state = State.CLOSED
+        self._queue = None
+        self._queued_bytes = 0
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        sender = self._sender
+        if sender is not None and sender is not asyncio.current_task():
+            sender.cancel()
+        self._discard_prefetch()
 
     # -- hub.Subscriber: called from the fan-out, never blocks -------------------------
 
@@ -148,14 +182,16 @@ class Connection:
         self._enqueue(frame, None)
 
     def _enqueue(self, frame: str, created_at: float | None) -> None:
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append((frame, created_at))
         self._queued_bytes += len(frame)
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        """Start a sender if there is none (and the handshake is accepted)."""
+        if self._sender is None and self._owner is not None and self.state is not State.CLOSED:
+            self._sender = asyncio.get_running_loop().create_task(self._run())
 
     def _watch_for_stall(self) -> None:
         """The queue is full: close with 1013 if the socket is not reading."""
@@ -185,7 +221,7 @@ class Connection:
         self.close_code = code
         self.close_reason = reason
         self.state = State.CLOSING
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         if self._stall_timer is not None:
             self._stall_timer.cancel()
@@ -194,50 +230,66 @@ class Connection:
 
     # -- the sender ---------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Send until a close is requested, then send the close frame.
+    async def _run(self) -> None:
+        """Send what is waiting, then end (the next frame starts another sender); once a
+        close is requested, send the close frame.
 
         A client that never reads would hold the close frame forever behind a full
-        socket buffer: after `close_timeout` the sender gives up and the socket drops.
+        socket buffer: after `close_timeout` the sender gives up and the endpoint drops
+        the socket.
         """
         try:
             try:
                 await self._send_loop()
-            except Exception:  # the database or the socket failed: the client resumes
+            except _ClientGone:  # the endpoint sees the disconnect
+                return
+            except Exception:  # the database failed: the client resumes
                 log.exception("socket sender failed", extra={"user_id": self.user_id})
                 self.request_close(CLOSE_INTERNAL_ERROR, "internal error, reconnect")
-            assert self.close_code is not None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self._close(self.close_code, self.close_reason), self._close_timeout
-                )
+            if self.close_code is not None:
+                await self._send_close()
         finally:
-            self._discard_prefetch()
-            self.state = State.CLOSED
+            self._sender = None
 
-    async def _send(self, text: str) -> None:
-        self._send_started = asyncio.get_running_loop().time()
-        await self._send_text(text)
+    async def _send_close(self) -> None:
+        self._discard_prefetch()
+        assert self.close_code is not None
+        message = {"type": "websocket.close", "code": self.close_code, "reason": self.close_reason}
+        try:
+            await asyncio.wait_for(self._send(message), self._close_timeout)
+        except TimeoutError:
+            self.gave_up = True
+            if self._owner is not None and not self._owner.done():
+                self._owner.cancel()
+        except OSError:
+            pass  # the client is already gone
+        self.state = State.CLOSED
+
+    async def _send_text(self, text: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._send_started = loop.time()
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except OSError as error:  # uvicorn's ClientDisconnected
+            raise _ClientGone from error
         self._send_started = None
 
     async def _send_loop(self) -> None:
-        assert self.state is not State.HANDSHAKE, "start_at() first"
+        """Until the queue is empty and nothing is to be fetched, or a close is requested."""
         while self.close_code is None:
-            if self._queue:
-                frame, created_at = self._queue.popleft()
+            queue = self._queue
+            if queue:
+                frame, created_at = queue.popleft()
                 self._queued_bytes -= len(frame)
-                await self._send(frame)
+                await self._send_text(frame)
                 if created_at is not None:
                     metrics.DELIVERED.inc()
                     metrics.LATENCY.observe(max(0.0, time.time() - created_at))
             elif self._sequencer.fetching:
                 await self._fetch_page()
             else:
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+                self._queue = None
+                return
 
     async def _fetch_page(self) -> None:
         if self.state is State.REPLAYING and self._head_at_start is None:
@@ -259,7 +311,7 @@ class Connection:
             if self._sequencer.take_fetched(notification.seq):
                 if self._first_replayed is None:
                     self._first_replayed = notification.seq
-                await self._send(notification.frame)
+                await self._send_text(notification.frame)
                 metrics.REPLAYED.inc()
         exhausted = len(rows) < self._page_size
         if self._sequencer.fetch_done(exhausted=exhausted):
@@ -290,7 +342,7 @@ class Connection:
         head = self._head_at_start if self._head_at_start is not None else last
         complete = replay_complete(self._replay_from, self._first_replayed, head)
         self.state = State.LIVE
-        await self._send(replayed_frame(last, complete))
+        await self._send_text(replayed_frame(last, complete))
 
     async def _wait_for_missing(self) -> None:
         """An announced seq is not visible yet (its announcement overtook our snapshot)."""

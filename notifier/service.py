@@ -21,6 +21,7 @@ from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
 from notifier.core.frames import read_frame_ids, read_frame_up_to
+from notifier.heads import HeadReader
 from notifier.hub import Hub, Subscriber
 from notifier.store import NewNotification, Published, Store
 
@@ -38,6 +39,7 @@ class Service:
 
     def __post_init__(self) -> None:
         self.committer = GroupCommitter(self.store, self.bus.announce_in_transaction)
+        self.heads = HeadReader(self.store)
 
     async def start(self) -> None:
         self._resync_now = asyncio.Event()

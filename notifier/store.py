@@ -56,6 +56,10 @@ _INSERT_PG = sa.text(
     "CAST(:idempotency_key AS varchar[]), CAST(:fingerprint AS varchar[]))"
 )
 
+_HEADS_ANY = sa.text(
+    "SELECT user_id, last_seq FROM streams WHERE user_id = ANY(CAST(:ids AS varchar[]))"
+)
+
 
 class IdempotencyConflict(Exception):
     """An Idempotency-Key was reused with another request."""
@@ -391,10 +395,16 @@ class Store:
         found: dict[str, int] = {}
         async with self._reader.connect() as conn:
             for start in range(0, len(user_ids), chunk):
-                query = sa.select(streams.c.user_id, streams.c.last_seq).where(
-                    streams.c.user_id.in_(user_ids[start : start + chunk])
-                )
-                found.update({row.user_id: row.last_seq for row in await conn.execute(query)})
+                part = list(user_ids[start : start + chunk])
+                if self._postgres:  # one statement for any count: prepared once
+                    rows = await conn.execute(_HEADS_ANY, {"ids": part})
+                else:
+                    rows = await conn.execute(
+                        sa.select(streams.c.user_id, streams.c.last_seq).where(
+                            streams.c.user_id.in_(part)
+                        )
+                    )
+                found.update({row.user_id: row.last_seq for row in rows})
         return found
 
     async def ping(self) -> None:

@@ -1,0 +1,218 @@
+"""GET /v1/ws: the handshake, then the client's frames, as a plain ASGI endpoint.
+
+A socket lives for hours, and everything it passes through on the way in stays in memory
+for as long, as suspended coroutines: Starlette's middleware stack, router and
+`WebSocket` wrapper cost about 13 KiB per idle socket, more than the socket itself. So
+`app.App` hands WebSocket scopes straight to `serve` below and FastAPI sees only HTTP.
+
+The handshake order is what makes "every notification committed after the handshake"
+hold: authenticate, subscribe the socket to live delivery, learn where it starts (the
+`after` of a resume, or the user's head read after subscribing), and only then accept.
+Refusals are sent after accept as close codes (4401, 4400) so that browsers, which never
+see a refused handshake's status, can tell a bad token from a network error; a
+forbidden Origin, or another path, is refused before accept (HTTP 403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from notifier import metrics
+from notifier.auth import AuthError, bearer
+from notifier.connection import CLOSE_INTERNAL_ERROR, CLOSE_UNAUTHORIZED, Connection
+from notifier.core.claims import UserIdentity
+from notifier.core.frames import (
+    PONG,
+    Auth,
+    FrameError,
+    Ping,
+    ReadUpTo,
+    error_frame,
+    parse_client_frame,
+    parse_seq,
+)
+from notifier.core.ratelimit import TokenBucket
+from notifier.service import Service
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PATH = "/v1/ws"
+CLOSE_BAD_REQUEST = 4400
+# Client frames are pings, read marks and token renewals: a few a minute. A client that
+# floods gets error frames (bounded by its queue), never database work per frame.
+FRAME_RATE = 20.0
+FRAME_BURST = 50.0
+
+log = logging.getLogger("notifier.ws")
+
+
+async def serve(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
+    """One WebSocket scope, from `websocket.connect` to `websocket.disconnect`."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    admitted = await _admit(service, scope, send)
+    if admitted is None:
+        return
+    identity, after = admitted
+    user_id = identity.user_id
+    connection = Connection(
+        user_id=user_id,
+        store=service.store,
+        send=send,
+        replay_after=after,
+        page_size=service.settings.replay_page_size,
+        max_buffer_bytes=service.settings.ws_max_buffer_bytes,
+        stall_seconds=service.settings.ws_stall_seconds,
+    )
+    metrics.OPEN_SOCKETS.inc()
+    loop = asyncio.get_running_loop()
+    expiry = loop.call_later(
+        max(0.0, identity.expires_at - time.time()),
+        connection.request_close,
+        CLOSE_UNAUTHORIZED,
+        "token expired",
+    )
+    try:
+        await service.attach(user_id, connection)
+        if after is None:
+            try:
+                head = await service.heads.head(user_id)
+            except Exception as error:  # the database is down: the client retries
+                log.warning("handshake without a database", extra={"error": repr(error)[:300]})
+                await _refuse(send, CLOSE_INTERNAL_ERROR, "database unavailable, retry")
+                return
+            connection.start_at(head)
+        try:
+            await send({"type": "websocket.accept"})
+        except OSError:
+            return  # the client left during the handshake
+        connection.start()
+        try:
+            expiry = await _receive_loop(receive, service, connection, expiry)
+        except asyncio.CancelledError:
+            if not connection.gave_up:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the client never took its close frame: drop it
+    finally:
+        expiry.cancel()
+        service.detach(user_id, connection)
+        connection.discard()
+        metrics.OPEN_SOCKETS.dec()
+
+
+async def _admit(
+    service: Service, scope: Scope, send: Send
+) -> tuple[UserIdentity, int | None] | None:
+    """Who the socket is for and where it resumes, or None once it is refused.
+
+    Its own function so that what the handshake parsed (headers, query, the token) is
+    freed when it returns instead of living in the endpoint's frame as long as the socket.
+    """
+    if scope["path"] != PATH:
+        await send({"type": "websocket.close", "code": 1000})  # before accept: HTTP 403
+        return None
+    headers = _headers(scope)
+    allowed = service.settings.allowed_origins
+    origin = headers.get("origin")
+    if allowed and origin is not None and origin not in allowed:
+        metrics.AUTH_REFUSED.labels("origin").inc()
+        await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+        return None
+
+    # Starlette's rules: blank values kept, the last of a repeated name wins.
+    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    token = query.get("access_token") or bearer(headers.get("authorization"))
+    try:
+        if token is None:
+            raise AuthError("missing token")
+        identity = service.verifier.verify(token)
+    except AuthError as error:
+        metrics.AUTH_REFUSED.labels("user").inc()
+        await _refuse(send, CLOSE_UNAUTHORIZED, str(error))
+        return None
+    try:
+        after = parse_seq(query.get("after"))
+    except ValueError as error:
+        await _refuse(send, CLOSE_BAD_REQUEST, str(error))
+        return None
+
+    return identity, after
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The two request headers the handshake reads (the last of each wins)."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in (b"origin", b"authorization"):
+            found[name.decode("latin-1")] = value.decode("latin-1")
+    return found
+
+
+async def _refuse(send: Send, code: int, reason: str) -> None:
+    try:
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+    except OSError:
+        pass  # the client left first
+
+
+async def _receive_loop(
+    receive: Receive, service: Service, connection: Connection, expiry: asyncio.TimerHandle
+) -> asyncio.TimerHandle:
+    """Handle client frames until the client goes; returns the live expiry timer."""
+    loop = asyncio.get_running_loop()
+    bucket: TokenBucket | None = None  # made at the first frame: most sockets never send
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return expiry
+        if connection.close_code is not None:
+            continue
+        if bucket is None:
+            bucket = TokenBucket(FRAME_RATE, FRAME_BURST, loop.time())
+        if not bucket.allow(loop.time()):
+            connection.push(error_frame("too many frames: at most 20 a second; frame ignored"))
+            continue
+        text = message.get("text")
+        if text is None:
+            connection.push(error_frame("binary frames are not supported; send JSON text"))
+            continue
+        try:
+            frame = parse_client_frame(text)
+        except FrameError as error:
+            connection.push(error_frame(str(error)))
+            continue
+        if isinstance(frame, Ping):
+            connection.push(PONG)
+        elif isinstance(frame, ReadUpTo):
+            try:
+                await service.mark_read_up_to(connection.user_id, frame.up_to_seq, skip=connection)
+            except Exception:
+                log.exception("mark read from a socket failed")
+                connection.push(error_frame("could not mark read; try again"))
+        elif isinstance(frame, Auth):
+            try:
+                fresh = service.verifier.verify(frame.access_token)
+                if fresh.user_id != connection.user_id:
+                    raise AuthError("token is for another user")
+            except AuthError as error:
+                metrics.AUTH_REFUSED.labels("user").inc()
+                connection.request_close(CLOSE_UNAUTHORIZED, str(error))
+                continue
+            expiry.cancel()
+            expiry = loop.call_later(
+                max(0.0, fresh.expires_at - time.time()),
+                connection.request_close,
+                CLOSE_UNAUTHORIZED,
+                "token expired",
+            )

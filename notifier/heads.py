@@ -1,0 +1,61 @@
+"""Handshakes' head reads, gathered: many users' newest seq in one query.
+
+A socket that connects without `after` starts at its user's head, read after it is
+subscribed. Read one by one, a burst of reconnects (a deploy, a network blip) costs a
+database round trip per socket; gathered like the committer gathers publishes, the
+handshakes that arrive while one query runs share the next, so the cost per socket falls
+as the rate rises. A head read late is still a correct starting point: the socket is
+already subscribed, and anything committed meanwhile is either in the head or announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from notifier.store import Store
+
+MAX_BATCH = 1000
+
+
+class HeadReader:
+    def __init__(self, store: Store, max_batch: int = MAX_BATCH) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._waiting: dict[str, list[asyncio.Future[int]]] = {}
+        self._reading = False
+
+    async def head(self, user_id: str) -> int:
+        """The user's newest seq (0 before the first notification)."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(user_id, []).append(future)
+        if not self._reading:
+            self._reading = True
+            asyncio.get_running_loop().create_task(self._read())
+        return await future
+
+    async def _read(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._take()
+                try:
+                    heads = await self._store.heads(list(batch))
+                except Exception as error:  # each handshake decides what to tell its client
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                for user_id, futures in batch.items():
+                    head = heads.get(user_id, 0)
+                    for future in futures:
+                        if not future.done():  # a handshake cancelled meanwhile
+                            future.set_result(head)
+        finally:
+            self._reading = False
+
+    def _take(self) -> dict[str, list[asyncio.Future[int]]]:
+        if len(self._waiting) <= self._max_batch:
+            batch, self._waiting = self._waiting, {}
+            return batch
+        users = list(self._waiting)[: self._max_batch]
+        return {user_id: self._waiting.pop(user_id) for user_id in users}
