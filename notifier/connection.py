@@ -27,7 +27,6 @@ from typing import Any
 
 from notifier import metrics
 from notifier.core.frames import replayed_frame
-from notifier.core.notification import Notification
 from notifier.core.sequencer import Offer, Sequencer, replay_complete
 from notifier.store import Store
 
@@ -81,6 +80,7 @@ class Connection:
         "_store",
         "close_code",
         "close_reason",
+        "expires_at",
         "gave_up",
         "state",
         "user_id",
@@ -115,7 +115,7 @@ class Connection:
         """loop.time() when the write in flight began; None between writes."""
         self._stall_timer: asyncio.TimerHandle | None = None
         self._head_at_start: int | None = None
-        self._prefetched: tuple[int, asyncio.Task[list[Notification]]] | None = None
+        self._prefetched: tuple[int, asyncio.Task[list[tuple[int, str]]]] | None = None
         self._queue: deque[tuple[str, float | None]] | None = None
         """Created with the first queued frame and dropped when it empties."""
         self._queued_bytes = 0
@@ -126,6 +126,8 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.gave_up = False
+        self.expires_at: float | None = None
+        """When the socket's token expires (kept by `expiry.Expiries`)."""
         """True once the close frame could not be written within `close_timeout`."""
 
     def start_at(self, head: int) -> None:
@@ -301,18 +303,22 @@ class Connection:
             # Read the following page while this one is being sent: the database and
             # the socket work at the same time.
             task = asyncio.create_task(
-                self._store.after(self.user_id, rows[-1].seq, self._page_size)
+                self._store.frames_after(self.user_id, rows[-1][0], self._page_size)
             )
             task.add_done_callback(_retrieve)
-            self._prefetched = (rows[-1].seq, task)
-        for notification in rows:
-            if self.close_code is not None:
-                return
-            if self._sequencer.take_fetched(notification.seq):
-                if self._first_replayed is None:
-                    self._first_replayed = notification.seq
-                await self._send_text(notification.frame)
-                metrics.REPLAYED.inc()
+            self._prefetched = (rows[-1][0], task)
+        sent = 0
+        try:
+            for seq, frame in rows:
+                if self.close_code is not None:
+                    return
+                if self._sequencer.take_fetched(seq):
+                    if self._first_replayed is None:
+                        self._first_replayed = seq
+                    await self._send_text(frame)
+                    sent += 1
+        finally:
+            metrics.REPLAYED.inc(sent)
         exhausted = len(rows) < self._page_size
         if self._sequencer.fetch_done(exhausted=exhausted):
             self._missing = 0
@@ -321,7 +327,7 @@ class Connection:
         elif exhausted:
             await self._wait_for_missing()
 
-    async def _next_page(self) -> list[Notification]:
+    async def _next_page(self) -> list[tuple[int, str]]:
         after = self._sequencer.queued
         prefetched, self._prefetched = self._prefetched, None
         if prefetched is not None:
@@ -329,7 +335,7 @@ class Connection:
             if base == after:
                 return await task
             task.cancel()
-        return await self._store.after(self.user_id, after, self._page_size)
+        return await self._store.frames_after(self.user_id, after, self._page_size)
 
     def _discard_prefetch(self) -> None:
         if self._prefetched is not None:
@@ -360,7 +366,7 @@ class Connection:
         await asyncio.sleep(min(0.5, 0.01 * self._missing))
 
 
-def _retrieve(task: asyncio.Task[list[Notification]]) -> None:
+def _retrieve(task: asyncio.Task[list[tuple[int, str]]]) -> None:
     """A prefetch that is discarded must not log "exception was never retrieved"."""
     if not task.cancelled():
         task.exception()

@@ -21,6 +21,7 @@ from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
 from notifier.core.frames import read_frame_ids, read_frame_up_to
+from notifier.expiry import Expiries
 from notifier.heads import HeadReader
 from notifier.hub import Hub, Subscriber
 from notifier.store import NewNotification, Published, Store
@@ -40,11 +41,15 @@ class Service:
     def __post_init__(self) -> None:
         self.committer = GroupCommitter(self.store, self.bus.announce_in_transaction)
         self.heads = HeadReader(self.store)
+        self.expiries = Expiries()
 
     async def start(self) -> None:
         self._resync_now = asyncio.Event()
         await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
-        self._tasks = [asyncio.create_task(self._reconcile_loop(), name="reconcile")]
+        self._tasks = [
+            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+            asyncio.create_task(self.expiries.run(), name="expiries"),
+        ]
         if self.settings.retention_days is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
 

@@ -62,6 +62,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
     if admitted is None:
         return
     identity, after = admitted
+    del admitted
     user_id = identity.user_id
     connection = Connection(
         user_id=user_id,
@@ -73,13 +74,8 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         stall_seconds=service.settings.ws_stall_seconds,
     )
     metrics.OPEN_SOCKETS.inc()
-    loop = asyncio.get_running_loop()
-    expiry = loop.call_later(
-        max(0.0, identity.expires_at - time.time()),
-        connection.request_close,
-        CLOSE_UNAUTHORIZED,
-        "token expired",
-    )
+    service.expiries.watch(connection, identity.expires_at)
+    del identity
     try:
         await service.attach(user_id, connection)
         if after is None:
@@ -95,8 +91,15 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         except OSError:
             return  # the client left during the handshake
         connection.start()
+        # The receive loop is here, not in a function of its own: a suspended frame per
+        # idle socket is memory per socket.
+        bucket: TokenBucket | None = None  # made at the first frame: most sockets never send
         try:
-            expiry = await _receive_loop(receive, service, connection, expiry)
+            while (message := await receive())["type"] != "websocket.disconnect":
+                if connection.close_code is None:
+                    if bucket is None:
+                        bucket = TokenBucket(FRAME_RATE, FRAME_BURST, time.monotonic())
+                    await _on_message(service, connection, bucket, message)
         except asyncio.CancelledError:
             if not connection.gave_up:
                 raise
@@ -104,7 +107,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
             if current is not None:
                 current.uncancel()  # the client never took its close frame: drop it
     finally:
-        expiry.cancel()
+        service.expiries.forget(connection)
         service.detach(user_id, connection)
         connection.discard()
         metrics.OPEN_SOCKETS.dec()
@@ -166,53 +169,37 @@ async def _refuse(send: Send, code: int, reason: str) -> None:
         pass  # the client left first
 
 
-async def _receive_loop(
-    receive: Receive, service: Service, connection: Connection, expiry: asyncio.TimerHandle
-) -> asyncio.TimerHandle:
-    """Handle client frames until the client goes; returns the live expiry timer."""
-    loop = asyncio.get_running_loop()
-    bucket: TokenBucket | None = None  # made at the first frame: most sockets never send
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return expiry
-        if connection.close_code is not None:
-            continue
-        if bucket is None:
-            bucket = TokenBucket(FRAME_RATE, FRAME_BURST, loop.time())
-        if not bucket.allow(loop.time()):
-            connection.push(error_frame("too many frames: at most 20 a second; frame ignored"))
-            continue
-        text = message.get("text")
-        if text is None:
-            connection.push(error_frame("binary frames are not supported; send JSON text"))
-            continue
+async def _on_message(
+    service: Service, connection: Connection, bucket: TokenBucket, message: Message
+) -> None:
+    """One frame from the client."""
+    if not bucket.allow(time.monotonic()):
+        connection.push(error_frame("too many frames: at most 20 a second; frame ignored"))
+        return
+    text = message.get("text")
+    if text is None:
+        connection.push(error_frame("binary frames are not supported; send JSON text"))
+        return
+    try:
+        frame = parse_client_frame(text)
+    except FrameError as error:
+        connection.push(error_frame(str(error)))
+        return
+    if isinstance(frame, Ping):
+        connection.push(PONG)
+    elif isinstance(frame, ReadUpTo):
         try:
-            frame = parse_client_frame(text)
-        except FrameError as error:
-            connection.push(error_frame(str(error)))
-            continue
-        if isinstance(frame, Ping):
-            connection.push(PONG)
-        elif isinstance(frame, ReadUpTo):
-            try:
-                await service.mark_read_up_to(connection.user_id, frame.up_to_seq, skip=connection)
-            except Exception:
-                log.exception("mark read from a socket failed")
-                connection.push(error_frame("could not mark read; try again"))
-        elif isinstance(frame, Auth):
-            try:
-                fresh = service.verifier.verify(frame.access_token)
-                if fresh.user_id != connection.user_id:
-                    raise AuthError("token is for another user")
-            except AuthError as error:
-                metrics.AUTH_REFUSED.labels("user").inc()
-                connection.request_close(CLOSE_UNAUTHORIZED, str(error))
-                continue
-            expiry.cancel()
-            expiry = loop.call_later(
-                max(0.0, fresh.expires_at - time.time()),
-                connection.request_close,
-                CLOSE_UNAUTHORIZED,
-                "token expired",
-            )
+            await service.mark_read_up_to(connection.user_id, frame.up_to_seq, skip=connection)
+        except Exception:
+            log.exception("mark read from a socket failed")
+            connection.push(error_frame("could not mark read; try again"))
+    elif isinstance(frame, Auth):
+        try:
+            fresh = service.verifier.verify(frame.access_token)
+            if fresh.user_id != connection.user_id:
+                raise AuthError("token is for another user")
+        except AuthError as error:
+            metrics.AUTH_REFUSED.labels("user").inc()
+            connection.request_close(CLOSE_UNAUTHORIZED, str(error))
+            return
+        service.expiries.watch(connection, fresh.expires_at)
