@@ -63,6 +63,7 @@ class Connection:
         "_close_timeout",
         "_first_replayed",
         "_head_at_start",
+        "_loop",
         "_max_buffer",
         "_missing",
         "_owner",
@@ -121,6 +122,9 @@ class Connection:
         self._queued_bytes = 0
         self._sender: asyncio.Task[None] | None = None
         self._owner: asyncio.Task[Any] | None = None
+        # Kept: in CPython 3.11 each asyncio.get_running_loop() is a getpid() system call,
+        # and the sender would make one per frame.
+        self._loop: asyncio.AbstractEventLoop | None = None
         """The endpoint's task, cancelled if the client never takes its close frame."""
         self._missing = 0
         self.close_code: int | None = None
@@ -140,6 +144,7 @@ class Connection:
         """The handshake is accepted (called from the endpoint's task): frames may flow."""
         assert self.state is not State.HANDSHAKE, "start_at() first"
         self._owner = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
         self._wake()
 
     def discard(self) -> None:
@@ -192,8 +197,9 @@ class Connection:
 
     def _wake(self) -> None:
         """Start a sender if there is none (and the handshake is accepted)."""
-        if self._sender is None and self._owner is not None and self.state is not State.CLOSED:
-            self._sender = asyncio.get_running_loop().create_task(self._run())
+        loop = self._loop
+        if self._sender is None and loop is not None and self.state is not State.CLOSED:
+            self._sender = loop.create_task(self._run())
 
     def _watch_for_stall(self) -> None:
         """The queue is full: close with 1013 if the socket is not reading."""
@@ -268,8 +274,8 @@ class Connection:
         self.state = State.CLOSED
 
     async def _send_text(self, text: str) -> None:
-        loop = asyncio.get_running_loop()
-        self._send_started = loop.time()
+        assert self._loop is not None, "start() first"
+        self._send_started = self._loop.time()
         try:
             await self._send({"type": "websocket.send", "text": text})
         except OSError as error:  # uvicorn's ClientDisconnected

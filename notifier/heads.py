@@ -23,14 +23,16 @@ class HeadReader:
         self._max_batch = max_batch
         self._waiting: dict[str, list[asyncio.Future[int]]] = {}
         self._reading = False
+        self._task: asyncio.Task[None] | None = None
 
     async def head(self, user_id: str) -> int:
         """The user's newest seq (0 before the first notification)."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
         self._waiting.setdefault(user_id, []).append(future)
         if not self._reading:
             self._reading = True
-            asyncio.get_running_loop().create_task(self._read())
+            self._task = loop.create_task(self._read())  # referenced: not collected mid-read
         return await future
 
     async def _read(self) -> None:

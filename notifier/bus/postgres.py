@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -59,6 +60,9 @@ class PostgresBus(SupervisedBus):
         self._engine = engine
         self._dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
         self._origin = origin
+        # Announcements start with their origin (`Announcement.encode`): this instance's
+        # own, which it delivered at commit, are dropped without being parsed.
+        self._own_prefix = '{"o":' + orjson.dumps(origin).decode() + ","
         self._health_interval = health_interval
         self._conn: Any = None
         self._lost = asyncio.Event()
@@ -107,6 +111,8 @@ class PostgresBus(SupervisedBus):
                 conn.terminate()
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith(self._own_prefix):
+            return
         try:
             origin, announcement = Announcement.decode(payload)
         except ValueError:
