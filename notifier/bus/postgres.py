@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from notifier.bus.base import Announcement
+from notifier.bus.base import MAX_PAYLOAD_BYTES, Announcement
 from notifier.bus.supervisor import SupervisedBus
 from notifier.core.notification import Notification
 
@@ -70,12 +70,12 @@ class PostgresBus(SupervisedBus):
     async def announce_in_transaction(
         self, conn: AsyncConnection, notifications: Sequence[Notification]
     ) -> None:
-        payloads = [Announcement.of(n).encode(self._origin) for n in notifications]
+        payloads = Announcement.pack(self._origin, [Announcement.of(n) for n in notifications])
         await conn.execute(_NOTIFY_MANY, {"channel": CHANNEL, "payloads": payloads})
 
     async def announce_read(self, user_id: str, frame: str) -> None:
         payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
-        if len(payload) >= 7900:
+        if len(payload.encode()) >= MAX_PAYLOAD_BYTES:
             return  # an ids list too long to carry; other devices refresh over HTTP
         try:
             async with self._engine.begin() as conn:
@@ -114,10 +114,11 @@ class PostgresBus(SupervisedBus):
         if payload.startswith(self._own_prefix):
             return
         try:
-            origin, announcement = Announcement.decode(payload)
+            origin, announcements = Announcement.decode_many(payload)
         except ValueError:
             log.warning("ignored a foreign payload on the bus channel")
             return
         if origin == self._origin or self._handlers is None:
             return  # our own publishes were delivered locally at commit
-        self._handlers.deliver(announcement)
+        for announcement in announcements:
+            self._handlers.deliver(announcement)

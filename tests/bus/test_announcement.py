@@ -71,3 +71,61 @@ def test_foreign_payloads_are_refused(payload: str) -> None:
 def test_listen_connection_dsn(url: str, dsn: str) -> None:
     """The LISTEN connection gets a libpq DSN: no driver name, `ssl=` as `sslmode=`."""
     assert asyncpg_dsn(url) == dsn
+
+
+def _many(count: int, data_json: str = '{"a":1}') -> list[Announcement]:
+    return [
+        Announcement.of(
+            Notification(
+                id=f"0b6c7d1e-0000-4000-8000-{i:012d}",
+                user_id=f"user-{i % 7}",
+                seq=i + 1,
+                type="t",
+                data_json=data_json,
+                created_at=datetime(2026, 11, 24, tzinfo=UTC),
+            )
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_group_travels_in_few_payloads_under_the_notify_limit_in_order() -> None:
+    """1,000 small announcements share a few dozen NOTIFY payloads, none of 8000 bytes
+    or more, and come out whole and in order."""
+    sent = _many(1000)
+    payloads = Announcement.pack("me", sent)
+    assert len(payloads) <= 1000 // 15
+    assert all(len(p.encode()) < 8000 for p in payloads)
+    received = []
+    for payload in payloads:
+        origin, items = Announcement.decode_many(payload)
+        assert origin == "me"
+        received.extend(items)
+    assert received == sent
+
+
+def test_a_frame_over_the_limit_in_bytes_travels_as_a_reference() -> None:
+    """Non-ASCII text is up to 4 bytes a character: the limit is in bytes. 3,000 CJK
+    characters (9,000 bytes) cannot ride along, in a pack or alone."""
+    [big] = _many(1, '{"text":"' + "中" * 3000 + '"}')
+    [small] = _many(1)
+    payloads = Announcement.pack("me", [small, big, small])
+    assert all(len(p.encode()) < 8000 for p in payloads)
+    received = [a for p in payloads for a in Announcement.decode_many(p)[1]]
+    assert [a.frame for a in received] == [small.frame, None, small.frame]
+    assert (received[1].user_id, received[1].seq) == (big.user_id, big.seq)
+    single = big.encode("me")
+    assert len(single.encode()) < 8000
+    assert Announcement.decode(single)[1].frame is None
+
+
+def test_a_single_announcement_payload_still_decodes_as_many() -> None:
+    """An instance of the previous version sends one announcement per payload."""
+    [sent] = _many(1)
+    assert Announcement.decode_many(sent.encode("old")) == ("old", [sent])
+
+
+@pytest.mark.parametrize("payload", ['{"a": [5]}', '{"o": "x", "a": [{"u": 1}]}', "[]"])
+def test_foreign_packs_are_refused(payload: str) -> None:
+    with pytest.raises(ValueError):
+        Announcement.decode_many(payload)

@@ -13,6 +13,7 @@ from tests.support import (
     Server,
     new_user,
     publish,
+    publish_batch,
     recv_notifications,
     timeout,
     ws_connect,
@@ -57,6 +58,25 @@ async def test_large_notification_crosses_instances(two_instances: tuple[Server,
         created = publish(None, b, user, data=big).json()
         [got] = await recv_notifications(ws, 1)
     assert got == created and got["data"] == big
+
+
+async def test_non_ascii_notification_under_the_char_limit_but_over_in_bytes_crosses(
+    two_instances: tuple[Server, Server],
+) -> None:
+    """3,000 CJK characters are 9,000 bytes: too large for a NOTIFY payload although
+    short in characters. The publish still succeeds and the other instance gets it whole,
+    between two small ones of the same batch."""
+    a, b = two_instances
+    user = new_user()
+    texts = ["before", "中" * 3000, "after"]
+    async with ws_connect(a, user) as ws:
+        response = publish_batch(
+            b, [{"user_id": user, "type": "t", "data": {"text": t}} for t in texts]
+        )
+        assert response.status_code == 201, response.text
+        got = await recv_notifications(ws, 3)
+    assert [n["data"]["text"] for n in got] == texts
+    assert got == response.json()["notifications"]
 
 
 async def test_read_state_crosses_instances(two_instances: tuple[Server, Server]) -> None:
