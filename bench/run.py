@@ -95,6 +95,10 @@ def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
+def _cpus(cpus: list[int]) -> str:
+    return ",".join(map(str, cpus))
+
+
 def _floats(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part.strip()]
 
@@ -108,7 +112,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {','.join(SCENARIOS)}"
     )
     parser.add_argument("--server", default="all", choices=(*SERVERS, "all"))
-    parser.add_argument("--server-cpu", type=int, default=0, help="core for the server (0)")
+    parser.add_argument(
+        "--server-cpu",
+        type=_ints,
+        default=[0],
+        help="core(s) for the server, comma-separated (0)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="notifier serve --workers N (default 1; pair with --server-cpu 0,1)",
+    )
     parser.add_argument("--loadgen-cpu", type=int, default=1, help="core for the generator (1)")
     parser.add_argument(
         "--bus", default=None, help="NOTIFIER_BUS for notifier (default: its own, postgres)"
@@ -205,12 +220,12 @@ class Database:
 # -- processes ----------------------------------------------------------------------------
 
 
-def _pinned(cpu: int) -> Any:
-    """preexec_fn for a child: pin it to `cpu` and raise its soft RLIMIT_NOFILE to the hard
+def _pinned(cpus: list[int]) -> Any:
+    """preexec_fn for a child: pin it to `cpus` and raise its soft RLIMIT_NOFILE to the hard
     limit (both survive the exec)."""
 
     def setup() -> None:
-        os.sched_setaffinity(0, {cpu})
+        os.sched_setaffinity(0, set(cpus))
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -234,6 +249,8 @@ class ServerProcess:
             if args.bus:
                 env["NOTIFIER_BUS"] = args.bus
             command = ["-m", "notifier", "serve", "--port", str(self.port), "--no-access-log"]
+            if args.workers > 1:
+                command += ["--workers", str(args.workers)]
             self.ready_path = "/readyz"
         else:
             command = ["-m", f"bench.ref_{kind}", "--port", str(self.port)]
@@ -289,7 +306,7 @@ def run_loadgen(spec: dict[str, Any], args: argparse.Namespace, timeout: float) 
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.loadgen", str(spec_path), str(out_path)],
             cwd=ROOT,
-            preexec_fn=_pinned(args.loadgen_cpu),
+            preexec_fn=_pinned([args.loadgen_cpu]),
         )
         try:
             code = process.wait(timeout=timeout)
@@ -601,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "pinning": {
             "server_cpu": args.server_cpu,
+            "notifier_workers": args.workers,
             "loadgen_cpu": args.loadgen_cpu,
             "postgres": "not pinned (shared cluster)",
         },
@@ -615,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     if busy:
         log("warning: a pytest run is in progress on this machine; figures will be noisy")
     log(
-        f"profile {meta['profile']}; server on CPU {args.server_cpu}, load generator on CPU "
+        f"profile {meta['profile']}; server on CPU {_cpus(args.server_cpu)}"
+        f"{f' ({args.workers} workers)' if args.workers > 1 else ''}, load generator on CPU "
         f"{args.loadgen_cpu}; sockets capped at {socket_cap} (RLIMIT_NOFILE hard {hard})"
     )
     database = Database() if "notifier" in args.servers else None
@@ -636,7 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"notifier benchmark, {meta['profile']} profile, {meta['started']}: server on CPU "
-        f"{args.server_cpu}, load generator on CPU {args.loadgen_cpu}, PostgreSQL unpinned "
+        f"{_cpus(args.server_cpu)}"
+        f"{f' ({args.workers} workers)' if args.workers > 1 else ''}, load generator on CPU "
+        f"{args.loadgen_cpu}, PostgreSQL unpinned "
         f"(synchronous_commit {meta.get('postgres', {}).get('synchronous_commit', '-')})"
     )
     print("↑ higher is better, ↓ lower is better; ratio = notifier ÷ reference")
