@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from notifier.store import (
-    BeforeCommit,
+    Announce,
     IdempotencyConflict,
     NewNotification,
     Outcome,
@@ -39,7 +39,7 @@ class GroupCommitter:
     def __init__(
         self,
         store: Store,
-        before_commit: BeforeCommit | None,
+        before_commit: Announce | None,
         *,
         max_items: int = 2000,
         lanes: int = 2,

@@ -39,7 +39,7 @@ class Service:
     api_keys: ApiKeys
 
     def __post_init__(self) -> None:
-        self.committer = GroupCommitter(self.store, self.bus.announce_in_transaction)
+        self.committer = GroupCommitter(self.store, self.bus.transaction_notify)
         self.heads = HeadReader(self.store)
         self.expiries = Expiries()
 

@@ -91,7 +91,7 @@ async def test_concurrent_publishes_are_gathered_into_fewer_transactions(store: 
     fewer transactions than requests."""
     transactions = 0
 
-    async def count(_conn: object, _created: object) -> None:
+    def count(_created: object) -> None:
         nonlocal transactions
         transactions += 1
 

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.core.notification import Notification
 
@@ -148,10 +147,11 @@ class Bus(abc.ABC):
         """This instance no longer holds a socket of `user_id`."""
         return None
 
-    async def announce_in_transaction(
-        self, conn: AsyncConnection, notifications: Sequence[Notification]
-    ) -> None:
-        """Announce from inside the publishing transaction (delivered only on commit)."""
+    def transaction_notify(
+        self, notifications: Sequence[Notification]
+    ) -> tuple[str, list[str]] | None:
+        """(channel, payloads) to NOTIFY inside the publishing transaction, for engines
+        that announce exactly at commit (PostgreSQL); None for the others."""
         return None
 
     async def announce(self, notifications: Sequence[Notification]) -> None:

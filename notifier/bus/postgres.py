@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.bus.base import MAX_PAYLOAD_BYTES, Announcement
 from notifier.bus.supervisor import SupervisedBus
@@ -30,9 +30,6 @@ CHANNEL = "notifier"
 log = logging.getLogger("notifier.bus")
 
 _NOTIFY_ONE = sa.text("SELECT pg_notify(:channel, :payload)")
-_NOTIFY_MANY = sa.text(
-    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[])) AS payload"
-)
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -67,11 +64,10 @@ class PostgresBus(SupervisedBus):
         self._conn: Any = None
         self._lost = asyncio.Event()
 
-    async def announce_in_transaction(
-        self, conn: AsyncConnection, notifications: Sequence[Notification]
-    ) -> None:
-        payloads = Announcement.pack(self._origin, [Announcement.of(n) for n in notifications])
-        await conn.execute(_NOTIFY_MANY, {"channel": CHANNEL, "payloads": payloads})
+    def transaction_notify(
+        self, notifications: Sequence[Notification]
+    ) -> tuple[str, list[str]] | None:
+        return CHANNEL, Announcement.pack(self._origin, [Announcement.of(n) for n in notifications])
 
     async def announce_read(self, user_id: str, frame: str) -> None:
         payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
