@@ -6,12 +6,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from notifier import db
+from notifier.bus.postgres import asyncpg_dsn
 from notifier.committer import GroupCommitter
 from notifier.core.idempotency import fingerprint
-from notifier.store import IdempotencyConflict, NewNotification, PublishRequest, Store
+from notifier.store import (
+    DatabaseUnavailable,
+    IdempotencyConflict,
+    NewNotification,
+    PublishRequest,
+    Store,
+)
 from tests.support import new_user
 
 
@@ -100,3 +108,32 @@ async def test_concurrent_publishes_are_gathered_into_fewer_transactions(store: 
     results = await asyncio.gather(*(committer.publish("p", [item(user, n)]) for n in range(200)))
     assert sorted(r[0].notification.seq for r in results) == list(range(1, 201))
     assert transactions < 200
+
+
+async def test_a_dropped_connection_is_a_retryable_failure_and_is_not_reused(
+    pg_database: str,
+) -> None:
+    """PostgreSQL ends every pooled connection (a restart, a failover): the next publish
+    fails as DatabaseUnavailable (an OSError: the API answers 503 and the publisher
+    retries), stores nothing, and the one after it works on a fresh connection."""
+    engine = db.create_engine(pg_database)
+    store = Store(engine)
+    user = new_user()
+    try:
+        await store.publish("p", [item(user, 1)])
+        admin = await asyncpg.connect(asyncpg_dsn(pg_database))
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        with pytest.raises(DatabaseUnavailable) as failure:
+            await store.publish("p", [item(user, 2)])
+        assert isinstance(failure.value, OSError)
+        [published] = await store.publish("p", [item(user, 2)])
+        assert published.notification.seq == 2
+        assert [n.seq for n in await store.after(user, 0, 10)] == [1, 2]
+    finally:
+        await engine.dispose()
