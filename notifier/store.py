@@ -213,6 +213,10 @@ _CONNECTION_ERRORS = (
     asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown and the like
 )
 
+_FRAMES_PG_RAW = (
+    _FRAMES_PG.text.replace(":user_id", "$1").replace(":after", "$2").replace(":limit", "$3")
+)
+_HEADS_ANY_RAW = _HEADS_ANY.text.replace(":ids", "$1")
 _FIND_KEYS_PG = (
     "SELECT id, user_id, seq, type, data, created_at, read_at, idempotency_key, fingerprint "
     "FROM notifications WHERE publisher = $1 AND idempotency_key = ANY($2::varchar[])"
@@ -472,9 +476,8 @@ class Store:
         what replay and gap fill send."""
         if not self._postgres:
             return [(n.seq, n.frame) for n in await self.after(user_id, after, limit)]
-        params = {"user_id": user_id, "after": after, "limit": limit}
-        async with self._reader.connect() as conn:
-            return [(seq, frame) for seq, frame in await conn.execute(_FRAMES_PG, params)]
+        rows = await self._fetch_pg(_FRAMES_PG_RAW, user_id, after, limit)
+        return [(seq, frame) for seq, frame in rows]
 
     async def inbox(
         self,
@@ -517,19 +520,29 @@ class Store:
     async def heads(self, user_ids: Sequence[str], chunk: int = 1000) -> dict[str, int]:
         """The newest seq of each of `user_ids` that has one."""
         found: dict[str, int] = {}
-        async with self._reader.connect() as conn:
-            for start in range(0, len(user_ids), chunk):
-                part = list(user_ids[start : start + chunk])
-                if self._postgres:  # one statement for any count: prepared once
-                    rows = await conn.execute(_HEADS_ANY, {"ids": part})
-                else:
-                    rows = await conn.execute(
-                        sa.select(streams.c.user_id, streams.c.last_seq).where(
-                            streams.c.user_id.in_(part)
-                        )
-                    )
-                found.update({row.user_id: row.last_seq for row in rows})
+        for start in range(0, len(user_ids), chunk):
+            part = list(user_ids[start : start + chunk])
+            if self._postgres:  # one statement for any count: prepared once
+                found.update(await self._fetch_pg(_HEADS_ANY_RAW, part))
+                continue
+            query = sa.select(streams.c.user_id, streams.c.last_seq).where(
+                streams.c.user_id.in_(part)
+            )
+            async with self._reader.connect() as conn:
+                found.update({row.user_id: row.last_seq for row in await conn.execute(query)})
         return found
+
+    async def _fetch_pg(self, query: str, *args: Any) -> list[Any]:
+        """A read on asyncpg directly (no transaction: one round trip), for the hot
+        reads: handshakes' heads and replay."""
+        async with self.engine.connect() as conn:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                rows: list[Any] = await raw.fetch(query, *args)
+            except _CONNECTION_ERRORS as error:
+                await conn.invalidate()
+                raise DatabaseUnavailable(repr(error)) from error
+            return rows
 
     async def ping(self) -> None:
         async with self._reader.connect() as conn:
