@@ -211,6 +211,7 @@ _CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown and the like
+    asyncpg.exceptions.InternalClientError,  # a terminated connection's protocol state
 )
 
 _FRAMES_PG_RAW = (

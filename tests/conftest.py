@@ -8,12 +8,15 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier import db
+from notifier.store import Store
 from tests.support import PG_ADMIN_DSN, ROOT, Server
 
 
@@ -96,3 +99,26 @@ def server(request: pytest.FixtureRequest) -> Server:
     name = "pg_server" if request.param == "postgres" else "sqlite_server"
     result: Server = request.getfixturevalue(name)
     return result
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database of each backend, for tests of the store itself."""
+    name = "pg_database" if request.param == "postgres" else "sqlite_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The service's engine on `database_url`, migrated."""
+    engine = db.create_engine(database_url)
+    if db.is_sqlite(engine):
+        await db.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> Store:
+    return Store(engine)

@@ -4,7 +4,6 @@ atomic and independent, and concurrent publishes are actually gathered."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -32,22 +31,6 @@ def item(user: str, n: int, key: str | None = None) -> NewNotification:
         fingerprint=fingerprint(user, "t", data) if key else "",
         idempotency_key=key,
     )
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    name = "pg_database" if request.param == "postgres" else "sqlite_url"
-    url: str = request.getfixturevalue(name)
-    return url
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    engine = db.create_engine(database_url)
-    if db.is_sqlite(engine):
-        await db.upgrade(engine)
-    yield Store(engine)
-    await engine.dispose()
 
 
 async def test_a_conflict_fails_only_its_own_request(store: Store) -> None:

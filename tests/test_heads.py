@@ -70,20 +70,9 @@ class FailingStore(CountingStore):
         return await super().heads(user_ids, chunk)
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    name = "pg_database" if request.param == "postgres" else "sqlite_url"
-    url: str = request.getfixturevalue(name)
-    return url
-
-
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[CountingStore]:
-    engine = db.create_engine(database_url)
-    if db.is_sqlite(engine):
-        await db.upgrade(engine)
-    yield CountingStore(engine)
-    await engine.dispose()
+def store(engine: AsyncEngine) -> CountingStore:
+    return CountingStore(engine)
 
 
 @pytest.fixture

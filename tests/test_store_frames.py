@@ -6,15 +6,12 @@ hostile user ids, types and data, read and unread rows, and every page of a stre
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pytest
 
-from notifier import db
 from notifier.core.notification import Notification
 from notifier.store import IdempotencyConflict, NewNotification, PublishRequest, Store
 from tests.support import new_user
@@ -69,22 +66,6 @@ class Sent:
 
     notification: Notification
     data: dict[str, Any]
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    name = "pg_database" if request.param == "postgres" else "sqlite_url"
-    url: str = request.getfixturevalue(name)
-    return url
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    engine = db.create_engine(database_url)
-    if db.is_sqlite(engine):
-        await db.upgrade(engine)
-    yield Store(engine)
-    await engine.dispose()
 
 
 def hostile_user() -> str:
