@@ -122,17 +122,17 @@ class Connection:
         self._queued_bytes = 0
         self._sender: asyncio.Task[None] | None = None
         self._owner: asyncio.Task[Any] | None = None
+        """The endpoint's task, cancelled if the client never takes its close frame."""
         # Kept: in CPython 3.11 each asyncio.get_running_loop() is a getpid() system call,
         # and the sender would make one per frame.
         self._loop: asyncio.AbstractEventLoop | None = None
-        """The endpoint's task, cancelled if the client never takes its close frame."""
         self._missing = 0
         self.close_code: int | None = None
         self.close_reason = ""
         self.gave_up = False
+        """True once the close frame could not be written within `close_timeout`."""
         self.expires_at: float | None = None
         """When the socket's token expires (kept by `expiry.Expiries`)."""
-        """True once the close frame could not be written within `close_timeout`."""
 
     def start_at(self, head: int) -> None:
         """Without resume: the user's head seq, read after subscribing, before accept."""
@@ -152,11 +152,7 @@ class Connection:
         if self.close_code is None:
             self.close_code = CLOSE_GONE
         self.state = State.CLOSED
-        self._queue = None
-        self._queued_bytes = 0
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        self._drop_queue()
         sender = self._sender
         if sender is not None and sender is not asyncio.current_task():
             sender.cancel()
@@ -229,12 +225,17 @@ class Connection:
         self.close_code = code
         self.close_reason = reason
         self.state = State.CLOSING
+        self._drop_queue()
+        self._wake()
+
+    def _drop_queue(self) -> None:
+        """Queued frames are not sent once the socket is closing (they stay in the
+        database for the resume), and nothing is left to stall on."""
         self._queue = None
         self._queued_bytes = 0
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self._wake()
 
     # -- the sender ---------------------------------------------------------------------
 

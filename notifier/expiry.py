@@ -13,7 +13,7 @@ import math
 import time
 from typing import Protocol
 
-CLOSE_UNAUTHORIZED = 4401
+from notifier.connection import CLOSE_UNAUTHORIZED
 
 
 class Expiring(Protocol):

@@ -22,38 +22,35 @@ class HeadReader:
         self._store = store
         self._max_batch = max_batch
         self._waiting: dict[str, list[asyncio.Future[int]]] = {}
-        self._reading = False
-        self._task: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     async def head(self, user_id: str) -> int:
         """The user's newest seq (0 before the first notification)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         self._waiting.setdefault(user_id, []).append(future)
-        if not self._reading:
-            self._reading = True
-            self._task = loop.create_task(self._read())  # referenced: not collected mid-read
+        if self._reader is None or self._reader.done():
+            self._reader = loop.create_task(self._read())  # kept: not collected mid-read
         return await future
 
     async def _read(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._take()
-                try:
-                    heads = await self._store.heads(list(batch))
-                except Exception as error:  # each handshake decides what to tell its client
-                    for futures in batch.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(error)
-                    continue
-                for user_id, futures in batch.items():
-                    head = heads.get(user_id, 0)
+        """Until no handshake waits: it ends in the same step as its last look at
+        `_waiting`, so a request is never left behind by a reader that is finishing."""
+        while self._waiting:
+            batch = self._take()
+            try:
+                heads = await self._store.heads(list(batch))
+            except Exception as error:  # each handshake decides what to tell its client
+                for futures in batch.values():
                     for future in futures:
-                        if not future.done():  # a handshake cancelled meanwhile
-                            future.set_result(head)
-        finally:
-            self._reading = False
+                        if not future.done():
+                            future.set_exception(error)
+                continue
+            for user_id, futures in batch.items():
+                head = heads.get(user_id, 0)
+                for future in futures:
+                    if not future.done():  # a handshake cancelled meanwhile
+                        future.set_result(head)
 
     def _take(self) -> dict[str, list[asyncio.Future[int]]]:
         if len(self._waiting) <= self._max_batch:

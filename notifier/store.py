@@ -8,9 +8,10 @@ inside the transaction if it can, commit. Nothing is visible or announced before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,11 +34,11 @@ notifications, so that they are announced exactly at commit (the postgres bus)."
 _COLUMNS = (nt.c.id, nt.c.user_id, nt.c.seq, nt.c.type, nt.c.data, nt.c.created_at, nt.c.read_at)
 _RETRIES = 5
 
-# On PostgreSQL the two writes of a publish are fixed statements over arrays, whatever
-# the number of rows: compiled and prepared once, one round trip each.
-_ALLOCATE_PG = sa.text(
+# PostgreSQL's hot statements, run on asyncpg directly ($n parameters): fixed texts over
+# arrays whatever the number of rows, so each is prepared once per connection.
+_ALLOCATE_PG = (
     "INSERT INTO streams (user_id, last_seq) "
-    "SELECT * FROM unnest(CAST(:users AS varchar[]), CAST(:counts AS bigint[])) "
+    "SELECT * FROM unnest($1::varchar[], $2::bigint[]) "
     "ON CONFLICT (user_id) DO UPDATE SET last_seq = streams.last_seq + EXCLUDED.last_seq "
     "RETURNING user_id, last_seq"
 )
@@ -52,21 +53,23 @@ _INSERT_COLUMNS = (
     "idempotency_key",
     "fingerprint",
 )
-_INSERT_PG = sa.text(
+_INSERT_PG = (
     "INSERT INTO notifications "
     "(id, user_id, seq, type, data, created_at, publisher, idempotency_key, fingerprint) "
-    "SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:user_id AS varchar[]), "
-    "CAST(:seq AS bigint[]), CAST(:type AS varchar[]), CAST(:data AS text[]), "
-    "CAST(:created_at AS timestamptz[]), CAST(:publisher AS varchar[]), "
-    "CAST(:idempotency_key AS varchar[]), CAST(:fingerprint AS varchar[]))"
+    "SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::bigint[], $4::varchar[], "
+    "$5::text[], $6::timestamptz[], $7::varchar[], $8::varchar[], $9::varchar[])"
 )
-
+_FIND_KEYS_PG = (
+    "SELECT id, user_id, seq, type, data, created_at, read_at, idempotency_key, fingerprint "
+    "FROM notifications WHERE publisher = $1 AND idempotency_key = ANY($2::varchar[])"
+)
+_NOTIFY_PG = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+_HEADS_PG = "SELECT user_id, last_seq FROM streams WHERE user_id = ANY($1::varchar[])"
 # Replay reads frames, not rows: PostgreSQL writes each frame's text (on its own core)
 # byte for byte as `Notification.frame` would (tests/test_store_frames.py holds them
 # equal), which makes a replay about three times faster than decoding rows and
 # serializing them here.
-_FRAMES_PG = sa.text(
-    """SELECT seq, '{"type":"notification","notification":{"id":"' || id::text
+_FRAMES_PG = """SELECT seq, '{"type":"notification","notification":{"id":"' || id::text
     || '","user_id":' || to_json(user_id)::text
     || ',"seq":' || seq::text
     || ',"type":' || to_json(type)::text
@@ -75,11 +78,7 @@ _FRAMES_PG = sa.text(
     || '","read_at":' || COALESCE(
         '"' || to_char(read_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"', 'null')
     || '}}'
-    FROM notifications WHERE user_id = :user_id AND seq > :after ORDER BY seq LIMIT :limit"""
-)
-_HEADS_ANY = sa.text(
-    "SELECT user_id, last_seq FROM streams WHERE user_id = ANY(CAST(:ids AS varchar[]))"
-)
+    FROM notifications WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"""
 
 
 class IdempotencyConflict(Exception):
@@ -176,17 +175,18 @@ def _new_ids(count: int) -> list[str]:
     return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * count, 16)]
 
 
-def _row_to_notification(row: Any) -> Notification:
-    created = _utc(row.created_at)
+def _row_to_notification(row: Mapping[Any, Any]) -> Notification:
+    """A notifications row: a SQLAlchemy row's `_mapping` or an asyncpg record."""
+    created = _utc(row["created_at"])
     assert created is not None
     return Notification(
-        id=str(row.id),
-        user_id=row.user_id,
-        seq=row.seq,
-        type=row.type,
-        data_json=row.data,
+        id=str(row["id"]),
+        user_id=row["user_id"],
+        seq=row["seq"],
+        type=row["type"],
+        data_json=row["data"],
         created_at=created,
-        read_at=_utc(row.read_at),
+        read_at=_utc(row["read_at"]),
     )
 
 
@@ -214,25 +214,11 @@ _CONNECTION_ERRORS = (
     asyncpg.exceptions.InternalClientError,  # a terminated connection's protocol state
 )
 
-_FRAMES_PG_RAW = (
-    _FRAMES_PG.text.replace(":user_id", "$1").replace(":after", "$2").replace(":limit", "$3")
-)
-_HEADS_ANY_RAW = _HEADS_ANY.text.replace(":ids", "$1")
-_FIND_KEYS_PG = (
-    "SELECT id, user_id, seq, type, data, created_at, read_at, idempotency_key, fingerprint "
-    "FROM notifications WHERE publisher = $1 AND idempotency_key = ANY($2::varchar[])"
-)
-_ALLOCATE_PG_RAW = _ALLOCATE_PG.text.replace(":users", "$1").replace(":counts", "$2")
-_INSERT_PG_RAW = _INSERT_PG.text
-for _number, _column in enumerate(_INSERT_COLUMNS, 1):
-    _INSERT_PG_RAW = _INSERT_PG_RAW.replace(f"CAST(:{_column} AS", f"CAST(${_number} AS")
-_NOTIFY_PG = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
-
 
 class _Tx(Protocol):
     """The writes of a publish, inside its transaction."""
 
-    async def find_keys(self, publisher: str, keys: list[str]) -> list[Any]:
+    async def find_keys(self, publisher: str, keys: list[str]) -> list[Mapping[Any, Any]]:
         """Stored rows (with idempotency_key, fingerprint) of these keys."""
 
     async def allocate(self, users: list[str], counts: list[int]) -> list[tuple[str, int]]:
@@ -249,11 +235,11 @@ class _SqlTx:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def find_keys(self, publisher: str, keys: list[str]) -> list[Any]:
+    async def find_keys(self, publisher: str, keys: list[str]) -> list[Mapping[Any, Any]]:
         query = sa.select(*_COLUMNS, nt.c.idempotency_key, nt.c.fingerprint).where(
             nt.c.publisher == publisher, nt.c.idempotency_key.in_(keys)
         )
-        return list(await self._conn.execute(query))
+        return [row._mapping for row in await self._conn.execute(query)]
 
     async def allocate(self, users: list[str], counts: list[int]) -> list[tuple[str, int]]:
         values = [{"user_id": u, "last_seq": c} for u, c in zip(users, counts, strict=True)]
@@ -278,31 +264,20 @@ class _PgTx:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    async def find_keys(self, publisher: str, keys: list[str]) -> list[Any]:
-        return [_Row(r) for r in await self._conn.fetch(_FIND_KEYS_PG, publisher, keys)]
+    async def find_keys(self, publisher: str, keys: list[str]) -> list[Mapping[Any, Any]]:
+        rows: list[Mapping[Any, Any]] = await self._conn.fetch(_FIND_KEYS_PG, publisher, keys)
+        return rows
 
     async def allocate(self, users: list[str], counts: list[int]) -> list[tuple[str, int]]:
-        return [(r[0], r[1]) for r in await self._conn.fetch(_ALLOCATE_PG_RAW, users, counts)]
+        return [(r[0], r[1]) for r in await self._conn.fetch(_ALLOCATE_PG, users, counts)]
 
     async def insert(self, rows: list[dict[str, Any]]) -> None:
         await self._conn.execute(
-            _INSERT_PG_RAW, *([row[column] for row in rows] for column in _INSERT_COLUMNS)
+            _INSERT_PG, *([row[column] for row in rows] for column in _INSERT_COLUMNS)
         )
 
     async def notify(self, channel: str, payloads: list[str]) -> None:
         await self._conn.execute(_NOTIFY_PG, channel, payloads)
-
-
-class _Row:
-    """An asyncpg record read by attribute, as SQLAlchemy rows are."""
-
-    __slots__ = ("_record",)
-
-    def __init__(self, record: Any) -> None:
-        self._record = record
-
-    def __getattr__(self, name: str) -> Any:
-        return self._record[name]
 
 
 async def _stored_originals(
@@ -317,8 +292,8 @@ async def _stored_originals(
     stored: dict[tuple[str, str], tuple[str, Notification]] = {}
     for publisher, publisher_keys in keys.items():
         for row in await tx.find_keys(publisher, sorted(publisher_keys)):
-            stored[(publisher, row.idempotency_key)] = (
-                row.fingerprint,
+            stored[(publisher, row["idempotency_key"])] = (
+                row["fingerprint"],
                 _row_to_notification(row),
             )
     return stored
@@ -371,14 +346,21 @@ class Store:
     async def _publish_group_pg(
         self, requests: Sequence[PublishRequest], before_commit: Announce | None
     ) -> list[Outcome]:
-        """The transaction on asyncpg itself, on a connection of the engine's pool:
-        SQLAlchemy's layers cost about as much CPU as the four statements (960 against
-        445 µs a transaction, measured), and a publish is the hot path."""
+        """The transaction on asyncpg itself: SQLAlchemy's layers cost about as much CPU
+        as the four statements (960 against 445 µs a transaction, measured), and a
+        publish is the hot path."""
+        async with self._asyncpg() as raw, raw.transaction():
+            return await self._publish_group(_PgTx(raw), requests, before_commit)
+
+    @contextlib.asynccontextmanager
+    async def _asyncpg(self) -> AsyncIterator[Any]:
+        """The asyncpg connection of a connection of the engine's pool. A failure of the
+        connection (not of a statement) drops it from the pool and is raised as
+        DatabaseUnavailable (an OSError: the API answers 503)."""
         async with self.engine.connect() as conn:
-            raw: Any = (await conn.get_raw_connection()).driver_connection
+            raw = (await conn.get_raw_connection()).driver_connection
             try:
-                async with raw.transaction():
-                    return await self._publish_group(_PgTx(raw), requests, before_commit)
+                yield raw
             except _CONNECTION_ERRORS as error:
                 await conn.invalidate()  # never back to the pool
                 raise DatabaseUnavailable(repr(error)) from error
@@ -470,14 +452,14 @@ class Store:
             .limit(limit)
         )
         async with self._reader.connect() as conn:
-            return [_row_to_notification(row) for row in await conn.execute(query)]
+            return [_row_to_notification(row._mapping) for row in await conn.execute(query)]
 
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         """(seq, frame text) of the user's notifications with seq > `after`, ascending:
         what replay and gap fill send."""
         if not self._postgres:
             return [(n.seq, n.frame) for n in await self.after(user_id, after, limit)]
-        rows = await self._fetch_pg(_FRAMES_PG_RAW, user_id, after, limit)
+        rows = await self._fetch_pg(_FRAMES_PG, user_id, after, limit)
         return [(seq, frame) for seq, frame in rows]
 
     async def inbox(
@@ -501,7 +483,7 @@ class Store:
             query = query.order_by(nt.c.seq.desc())
         async with self._reader.connect() as conn:
             rows = await conn.execute(query.limit(limit))
-            return [_row_to_notification(row) for row in rows]
+            return [_row_to_notification(row._mapping) for row in rows]
 
     async def unread_count(self, user_id: str) -> int:
         query = (
@@ -524,7 +506,7 @@ class Store:
         for start in range(0, len(user_ids), chunk):
             part = list(user_ids[start : start + chunk])
             if self._postgres:  # one statement for any count: prepared once
-                found.update(await self._fetch_pg(_HEADS_ANY_RAW, part))
+                found.update(await self._fetch_pg(_HEADS_PG, part))
                 continue
             query = sa.select(streams.c.user_id, streams.c.last_seq).where(
                 streams.c.user_id.in_(part)
@@ -536,13 +518,8 @@ class Store:
     async def _fetch_pg(self, query: str, *args: Any) -> list[Any]:
         """A read on asyncpg directly (no transaction: one round trip), for the hot
         reads: handshakes' heads and replay."""
-        async with self.engine.connect() as conn:
-            raw: Any = (await conn.get_raw_connection()).driver_connection
-            try:
-                rows: list[Any] = await raw.fetch(query, *args)
-            except _CONNECTION_ERRORS as error:
-                await conn.invalidate()
-                raise DatabaseUnavailable(repr(error)) from error
+        async with self._asyncpg() as raw:
+            rows: list[Any] = await raw.fetch(query, *args)
             return rows
 
     async def ping(self) -> None:

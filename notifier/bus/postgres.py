@@ -108,13 +108,13 @@ class PostgresBus(SupervisedBus):
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload.startswith(self._own_prefix):
+            return  # our own publishes were delivered locally at commit
+        if self._handlers is None:
             return
         try:
-            origin, announcements = Announcement.decode_many(payload)
+            _origin, announcements = Announcement.decode_many(payload)
         except ValueError:
             log.warning("ignored a foreign payload on the bus channel")
             return
-        if origin == self._origin or self._handlers is None:
-            return  # our own publishes were delivered locally at commit
         for announcement in announcements:
             self._handlers.deliver(announcement)
