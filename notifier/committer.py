@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from notifier.bus.base import TransactionNotify
 from notifier.store import (
-    Announce,
     IdempotencyConflict,
     NewNotification,
     Outcome,
@@ -39,13 +39,13 @@ class GroupCommitter:
     def __init__(
         self,
         store: Store,
-        before_commit: Announce | None,
+        notify: TransactionNotify | None,
         *,
         max_items: int = 2000,
         lanes: int = 2,
     ) -> None:
         self._store = store
-        self._before_commit = before_commit
+        self._notify = notify
         self._max_items = max_items
         self._lanes = lanes
         self._queue: deque[_Waiting] = deque()
@@ -90,9 +90,7 @@ class GroupCommitter:
             if not group:
                 continue
             try:
-                outcomes = await self._store.publish_group(
-                    [w.request for w in group], self._before_commit
-                )
+                outcomes = await self._store.publish_group([w.request for w in group], self._notify)
             except Exception as error:
                 if len(group) == 1:
                     _settle(group[0], error)
@@ -110,7 +108,7 @@ class GroupCommitter:
 
     async def _alone(self, waiting: _Waiting) -> None:
         try:
-            [outcome] = await self._store.publish_group([waiting.request], self._before_commit)
+            [outcome] = await self._store.publish_group([waiting.request], self._notify)
         except Exception as error:
             _settle(waiting, error)
             return

@@ -40,7 +40,7 @@ class Service:
     api_keys: ApiKeys
 
     def __post_init__(self) -> None:
-        self.committer = GroupCommitter(self.store, self.bus.transaction_notify)
+        self.committer = GroupCommitter(self.store, self.bus.in_transaction)
         self.heads = HeadReader(self.store)
         self.expiries = Expiries()
 

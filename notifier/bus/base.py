@@ -48,30 +48,26 @@ class Announcement:
         return orjson.dumps({"o": origin, **self.body(with_frame=with_frame)}).decode()
 
     @staticmethod
-    def pack(
-        origin: str, announcements: Sequence[Announcement], max_bytes: int = MAX_PAYLOAD_BYTES
-    ) -> list[str]:
-        """As few payloads as carry `announcements` in order, each under `max_bytes`
-        (UTF-8): `{"o": origin, "a": [...]}`. One NOTIFY then carries dozens of
-        notifications instead of one; an announcement too large to fit alone travels
-        without its frame."""
-        head = b'{"o":' + orjson.dumps(origin) + b',"a":['
-        room = max_bytes - len(head) - 2  # the closing "]}"
-        payloads: list[str] = []
-        parts: list[bytes] = []
-        used = 0
-        for announcement in announcements:
-            part = orjson.dumps(announcement.body())
-            if len(part) > room:
-                part = orjson.dumps(announcement.body(with_frame=False))
-            if parts and used + 1 + len(part) > room:
-                payloads.append((head + b",".join(parts) + b"]}").decode())
-                parts, used = [], 0
-            used += len(part) + (1 if parts else 0)
-            parts.append(part)
-        if parts:
-            payloads.append((head + b",".join(parts) + b"]}").decode())
-        return payloads
+    def around_seq(
+        user_id: str, created_at: float, frame_before: str, frame_after: str
+    ) -> tuple[str, str, str]:
+        """The JSON of a new notification's announcement (`body()`), whose seq is not
+        known yet, in three pieces around the seq, which it holds twice: once as "s" and
+        once inside the frame. `first + seq + middle + seq + last` is the JSON; the store
+        joins the pieces in SQL once the seqs are allocated (see `TransactionNotify`).
+
+        JSON escapes a string character by character, so the escaped frame is the
+        escaped text before the seq, the seq's digits, and the escaped text after it.
+        """
+        first = '{"u":' + orjson.dumps(user_id).decode() + ',"s":'
+        middle = (
+            ',"t":'
+            + orjson.dumps(created_at).decode()
+            + ',"f":"'
+            + orjson.dumps(frame_before).decode()[1:-1]
+        )
+        last = orjson.dumps(frame_after).decode()[1:-1] + '"}'
+        return first, middle, last
 
     @staticmethod
     def decode(payload: str | bytes) -> tuple[str, Announcement]:
@@ -119,6 +115,30 @@ class Announcement:
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionNotify:
+    """How to announce new notifications inside the transaction that stores them, so
+    that the announcement leaves exactly at commit (PostgreSQL NOTIFY).
+
+    Each payload is `{"o": origin, "a": [announcement, ...]}` and stays under
+    MAX_PAYLOAD_BYTES: the store packs announcements of up to `room` bytes into payloads
+    of less than twice that; a longer one goes without its frame (the receiver fetches
+    it). The payloads are built in SQL, inside the publishing statement (see
+    `store._PUBLISH_PG`), from `Announcement.around_seq` pieces.
+    """
+
+    channel: str
+    origin: str
+
+    @property
+    def head(self) -> str:
+        return '{"o":' + orjson.dumps(self.origin).decode() + ',"a":['
+
+    @property
+    def room(self) -> int:
+        return (MAX_PAYLOAD_BYTES - len(self.head.encode()) - len("]}")) // 2
+
+
+@dataclass(frozen=True, slots=True)
 class BusHandlers:
     deliver: Callable[[Announcement], None]
     """An announcement from another instance."""
@@ -147,11 +167,10 @@ class Bus(abc.ABC):
         """This instance no longer holds a socket of `user_id`."""
         return None
 
-    def transaction_notify(
-        self, notifications: Sequence[Notification]
-    ) -> tuple[str, list[str]] | None:
-        """(channel, payloads) to NOTIFY inside the publishing transaction, for engines
-        that announce exactly at commit (PostgreSQL); None for the others."""
+    @property
+    def in_transaction(self) -> TransactionNotify | None:
+        """Set for engines that announce inside the publishing transaction, exactly at
+        commit (PostgreSQL); None for the others, which `announce` after commit."""
         return None
 
     async def announce(self, notifications: Sequence[Notification]) -> None:

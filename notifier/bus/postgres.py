@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -22,9 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.bus.base import MAX_PAYLOAD_BYTES, Announcement
+from notifier.bus.base import MAX_PAYLOAD_BYTES, Announcement, TransactionNotify
 from notifier.bus.supervisor import SupervisedBus
-from notifier.core.notification import Notification
 
 CHANNEL = "notifier"
 log = logging.getLogger("notifier.bus")
@@ -60,14 +58,14 @@ class PostgresBus(SupervisedBus):
         # Announcements start with their origin (`Announcement.encode`): this instance's
         # own, which it delivered at commit, are dropped without being parsed.
         self._own_prefix = '{"o":' + orjson.dumps(origin).decode() + ","
+        self._in_transaction = TransactionNotify(CHANNEL, origin)
         self._health_interval = health_interval
         self._conn: Any = None
         self._lost = asyncio.Event()
 
-    def transaction_notify(
-        self, notifications: Sequence[Notification]
-    ) -> tuple[str, list[str]] | None:
-        return CHANNEL, Announcement.pack(self._origin, [Announcement.of(n) for n in notifications])
+    @property
+    def in_transaction(self) -> TransactionNotify:
+        return self._in_transaction
 
     async def announce_read(self, user_id: str, frame: str) -> None:
         payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)

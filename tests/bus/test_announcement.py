@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from notifier.bus.base import MAX_INLINE_FRAME, Announcement
 from notifier.bus.postgres import asyncpg_dsn
-from notifier.core.notification import Notification
+from notifier.core.notification import Notification, frame_around_seq
 
 
 def _notification(data_json: str) -> Notification:
@@ -89,36 +90,6 @@ def _many(count: int, data_json: str = '{"a":1}') -> list[Announcement]:
     ]
 
 
-def test_a_group_travels_in_few_payloads_under_the_notify_limit_in_order() -> None:
-    """1,000 small announcements share a few dozen NOTIFY payloads, none of 8000 bytes
-    or more, and come out whole and in order."""
-    sent = _many(1000)
-    payloads = Announcement.pack("me", sent)
-    assert len(payloads) <= 1000 // 15
-    assert all(len(p.encode()) < 8000 for p in payloads)
-    received = []
-    for payload in payloads:
-        origin, items = Announcement.decode_many(payload)
-        assert origin == "me"
-        received.extend(items)
-    assert received == sent
-
-
-def test_a_frame_over_the_limit_in_bytes_travels_as_a_reference() -> None:
-    """Non-ASCII text is up to 4 bytes a character: the limit is in bytes. 3,000 CJK
-    characters (9,000 bytes) cannot ride along, in a pack or alone."""
-    [big] = _many(1, '{"text":"' + "中" * 3000 + '"}')
-    [small] = _many(1)
-    payloads = Announcement.pack("me", [small, big, small])
-    assert all(len(p.encode()) < 8000 for p in payloads)
-    received = [a for p in payloads for a in Announcement.decode_many(p)[1]]
-    assert [a.frame for a in received] == [small.frame, None, small.frame]
-    assert (received[1].user_id, received[1].seq) == (big.user_id, big.seq)
-    single = big.encode("me")
-    assert len(single.encode()) < 8000
-    assert Announcement.decode(single)[1].frame is None
-
-
 def test_a_single_announcement_payload_still_decodes_as_many() -> None:
     """An instance of the previous version sends one announcement per payload."""
     [sent] = _many(1)
@@ -129,3 +100,28 @@ def test_a_single_announcement_payload_still_decodes_as_many() -> None:
 def test_foreign_packs_are_refused(payload: str) -> None:
     with pytest.raises(ValueError):
         Announcement.decode_many(payload)
+
+
+@pytest.mark.parametrize(
+    ("user", "type_", "data_json"),
+    [
+        ("alice", "t", '{"a":1}'),
+        ('quote"back\\slash\u2028\x1f', "中文 type", '{"text":"\u00e9\\n\\"","n":[1,2.5,null]}'),
+    ],
+)
+def test_an_announcement_around_its_seq_is_its_json(user: str, type_: str, data_json: str) -> None:
+    """The store joins `around_seq` pieces with the seq in SQL: the result must be the
+    announcement's own JSON, for any text in user, type and data."""
+    n = Notification(
+        id="0b6c7d1e-0000-4000-8000-000000000000",
+        user_id=user,
+        seq=1234567,
+        type=type_,
+        data_json=data_json,
+        created_at=datetime(2026, 11, 24, 1, 2, 3, 456789, tzinfo=UTC),
+    )
+    before, after = frame_around_seq(n.id, user, type_, data_json, n.created_at)
+    assert before + "1234567" + after == n.frame
+    first, middle, last = Announcement.around_seq(user, n.created_at.timestamp(), before, after)
+    joined = first + "1234567" + middle + "1234567" + last
+    assert joined.encode() == orjson.dumps(Announcement.of(n).body())

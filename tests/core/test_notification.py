@@ -92,3 +92,16 @@ def test_list_body_lists_the_objects_in_order() -> None:
     body = json.loads(list_body([first, second]))
     assert body == {"notifications": [json.loads(first.json), json.loads(second.json)]}
     assert json.loads(list_body([])) == {"notifications": []}
+
+
+def test_rfc3339_answers_each_moment_when_moments_alternate() -> None:
+    """rfc3339 keeps its last answer: a different moment (even an equal one in another
+    zone) must never get it."""
+    first = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    second = datetime(2026, 1, 2, 5, 4, 5, 6, tzinfo=timezone(timedelta(hours=2)))
+    third = datetime(2027, 1, 1, tzinfo=UTC)
+    for _ in range(2):
+        assert rfc3339(first) == "2026-01-02T03:04:05.000006Z"
+        assert rfc3339(first) == "2026-01-02T03:04:05.000006Z"
+        assert rfc3339(second) == "2026-01-02T03:04:05.000006Z"
+        assert rfc3339(third) == "2027-01-01T00:00:00.000000Z"

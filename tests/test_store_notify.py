@@ -1,0 +1,141 @@
+"""The announcements a publish sends inside its own statement on PostgreSQL (the payloads
+are built in SQL from `Announcement.around_seq` pieces): what another instance receives
+must be exactly `Announcement.of` each new notification, in order, in payloads under
+PostgreSQL's 8000-byte NOTIFY limit, for any text and any size."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import orjson
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier import db
+from notifier.bus.base import MAX_PAYLOAD_BYTES, Announcement, TransactionNotify
+from notifier.bus.postgres import asyncpg_dsn
+from notifier.core.notification import Notification
+from notifier.store import IdempotencyConflict, NewNotification, PublishRequest, Store
+from tests.support import new_user
+from tests.test_store_frames import DATA, HOSTILE, TYPES
+
+ORIGIN = "origin-" + HOSTILE[:20]
+
+
+@pytest.fixture
+async def pg_store(pg_database: str) -> AsyncIterator[Store]:
+    engine: AsyncEngine = db.create_engine(pg_database)
+    try:
+        yield Store(engine)
+    finally:
+        await engine.dispose()
+
+
+class Listener:
+    """A LISTEN connection of its own, as another instance has."""
+
+    def __init__(self, conn: asyncpg.Connection, channel: str) -> None:
+        self.conn = conn
+        self.channel = channel
+        self.payloads: list[str] = []
+        self.arrived = asyncio.Event()
+
+    def on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.payloads.append(payload)
+        self.arrived.set()
+
+    async def announcements(self, count: int) -> list[Announcement]:
+        """The first `count` announcements received, waiting for them (5 s at most)."""
+        async with asyncio.timeout(5):
+            while True:
+                found = [a for p in self.payloads for a in Announcement.decode_many(p)[1]]
+                if len(found) >= count:
+                    return found
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@pytest.fixture
+async def listener(pg_database: str) -> AsyncIterator[Listener]:
+    conn = await asyncpg.connect(asyncpg_dsn(pg_database))
+    listener = Listener(conn, f"test_{uuid.uuid4().hex}")
+    await conn.add_listener(listener.channel, listener.on_notify)
+    try:
+        yield listener
+    finally:
+        await conn.close()
+
+
+def expected(notification: Notification, room: int) -> Announcement:
+    """What is announced: the notification with its frame, or without it over `room`."""
+    announcement = Announcement.of(notification)
+    if len(orjson.dumps(announcement.body())) > room:
+        return dataclasses.replace(announcement, frame=None)
+    return announcement
+
+
+async def test_a_group_is_announced_whole_in_order_in_few_payloads_under_the_limit(
+    pg_store: Store, listener: Listener
+) -> None:
+    notify = TransactionNotify(listener.channel, ORIGIN)
+    users = [new_user() + " " + HOSTILE[: i * 7] for i in range(8)]
+    items = [
+        NewNotification(
+            users[i % len(users)],
+            TYPES[i % len(TYPES)],
+            orjson.dumps({"i": i, **DATA[i % len(DATA)]}).decode(),
+            "",
+        )
+        for i in range(1000)
+    ]
+    # Frames that cannot ride along: one just over `room` bytes in UTF-8 though under it
+    # in characters, one far over; and one small one right after each.
+    items[10] = NewNotification(users[0], "big", '{"t":"' + "中" * (notify.room // 3) + '"}', "")
+    items[500] = NewNotification(users[1], "huge", '{"t":"' + "x" * 100_000 + '"}', "")
+    [outcome] = await pg_store.publish_group([PublishRequest("p", items)], notify)
+    assert not isinstance(outcome, IdempotencyConflict)
+    published = [p.notification for p in outcome]
+
+    received = await listener.announcements(len(published))
+    assert received == [expected(n, notify.room) for n in published]
+    assert received[10].frame is None and received[500].frame is None
+    assert received[11].frame == published[11].frame
+    assert all(
+        len(p.encode()) < 8000 and len(p.encode()) <= MAX_PAYLOAD_BYTES for p in listener.payloads
+    )
+    assert all(Announcement.decode_many(p)[0] == ORIGIN for p in listener.payloads)
+    # Dense: a payload ends only where the announcements reach a multiple of `room`.
+    total = sum(len(orjson.dumps(a.body())) + 1 for a in received)
+    assert len(listener.payloads) <= total // notify.room + 1
+
+
+async def test_a_publish_without_a_channel_announces_nothing(
+    pg_store: Store, listener: Listener
+) -> None:
+    user = new_user()
+    await pg_store.publish("p", [NewNotification(user, "t", "{}", "")])
+    await pg_store.publish(
+        "p", [NewNotification(user, "t", "{}", "")], TransactionNotify(listener.channel, ORIGIN)
+    )
+    [only] = await listener.announcements(1)
+    assert only.seq == 2
+    await asyncio.sleep(0.2)
+    assert len(listener.payloads) == 1
+
+
+async def test_a_failed_publish_announces_nothing(pg_store: Store, listener: Listener) -> None:
+    """A group whose statement fails (here: data that is not JSON text PostgreSQL can
+    store, a NUL) sends nothing: NOTIFY leaves only at commit."""
+    notify = TransactionNotify(listener.channel, ORIGIN)
+    user = new_user()
+    with pytest.raises(asyncpg.PostgresError):
+        await pg_store.publish("p", [NewNotification(user, "t", '{"a":"\x00"}', "")], notify)
+    await pg_store.publish("p", [NewNotification(user, "t", "{}", "")], notify)
+    [only] = await listener.announcements(1)
+    assert only.seq == 1
+    await asyncio.sleep(0.2)
+    assert len(listener.payloads) == 1
