@@ -31,7 +31,7 @@ def _unauthorized(kind: str, detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers=_CHALLENGE)
 
 
-async def current_publisher(request: Request, service: ServiceDep) -> Publisher:
+def authenticate_publisher(service: Service, request: Request) -> Publisher:
     """A publisher API key. A user token is not one: it fails like any wrong key."""
     key = bearer(request.headers.get("authorization"))
     if key is None:
@@ -53,5 +53,4 @@ async def current_user(request: Request, service: ServiceDep) -> UserIdentity:
         raise _unauthorized("user", str(error)) from None
 
 
-PublisherDep = Annotated[Publisher, Depends(current_publisher)]
 UserDep = Annotated[UserIdentity, Depends(current_user)]
