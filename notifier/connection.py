@@ -5,10 +5,11 @@ up to the head), LIVE (queueing live frames), CLOSING (a close code is chosen; n
 more is queued), CLOSED. The `Sequencer` decides for each seq; this class does the I/O
 around it.
 
-One sender task at a time owns every write, so frames go out in order and each `send`
-waits for the socket to drain: replay and gap fill are paced by the client. The sender
-exists only while there is something to send: an idle socket costs no task (most
-sockets are idle most of the time, and a task with its coroutine is a few KiB). Live
+One sender at a time owns every write, so frames go out in order and each `send` waits
+for the socket to drain: replay and gap fill are paced by the client. The sender exists
+only while there is something to send: an idle socket costs no task (most sockets are
+idle most of the time, and a task with its coroutine is a few KiB). A live frame that
+the socket takes at once is written in the step that delivers it (see `_wake`). Live
 frames wait in a byte-bounded queue; a burst beyond the bound (one large batch) spills
 to the database and is paged out as the socket drains, so a reading client is never
 closed for a burst. A socket whose queue is full while its last write has not completed

@@ -3,6 +3,7 @@
 A publish is one transaction: judge idempotency keys, raise each user's stream counter
 (locking it, which orders concurrent publishes), insert the rows, let the bus announce
 inside the transaction if it can, commit. Nothing is visible or announced before commit.
+On PostgreSQL all of it but the key lookup is a single statement (`_PUBLISH_PG`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """PostgreSQL LISTEN/NOTIFY: fan-out with no component beyond the database.
 
-NOTIFY runs inside the publishing transaction, so an announcement is delivered exactly
-when its rows commit and never for a rolled-back one. Payloads stay under the 8000-byte
-limit: a frame too large travels as a reference (user and seq) that the receiving
-sockets fetch from the database. LISTEN runs on one dedicated asyncpg connection,
-supervised: it is health-checked, reconnected with jittered backoff, and every reconnect
-tells the hub to catch all sockets up, since announcements sent meanwhile are lost.
+NOTIFY runs inside the publishing statement (the store builds the payloads in SQL, see
+`TransactionNotify`), so an announcement is delivered exactly when its rows commit and
+never for a rolled-back one. Payloads stay under the 8000-byte limit: a frame too large
+travels as a reference (user and seq) that the receiving sockets fetch from the database.
+LISTEN runs on one dedicated asyncpg connection, supervised: it is health-checked,
+reconnected with jittered backoff, and every reconnect tells the hub to catch all
+sockets up, since announcements sent meanwhile are lost.
 """
 
 from __future__ import annotations
