@@ -48,7 +48,16 @@ def create_engine(url: str) -> AsyncEngine:
         pool_size=20,
         max_overflow=10,
         pool_timeout=10,
-        connect_args={"timeout": 10, "command_timeout": 30},
+        connect_args={
+            "timeout": 10,
+            "command_timeout": 30,
+            # Every statement here is prepared once per connection and run with new
+            # parameters many times. Left to choose, PostgreSQL kept replanning the
+            # publishing statement at each single publish (its one-row custom plans
+            # look cheaper than the generic plan): 0.79 against 0.44 ms a publish,
+            # measured; the generic plan is as fast for 2,000 rows.
+            "server_settings": {"plan_cache_mode": "force_generic_plan"},
+        },
     )
 
 
