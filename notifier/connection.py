@@ -122,7 +122,7 @@ class Connection:
         self._queue: deque[tuple[str, float | None]] | None = None
         """Created with the first queued frame and dropped when it empties."""
         self._queued_bytes = 0
-        self._sender: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | _Stepping | None = None
         self._owner: asyncio.Task[Any] | None = None
         """The endpoint's task, cancelled if the client never takes its close frame."""
         # Kept: in CPython 3.11 each asyncio.get_running_loop() is a getpid() system call,
@@ -209,10 +209,13 @@ class Connection:
             return
         run = self._run()
         if self.state is State.LIVE and self.close_code is None and not self._sequencer.fetching:
+            # Marked running, so that a wake from inside the step (a failed send that
+            # requests the close) leaves the close frame to this sender, not a second.
+            self._sender = _STEPPING
             try:
                 waiting_on = run.send(None)
             except StopIteration:
-                return
+                return  # `_run` has cleared `_sender`
             self._sender = loop.create_task(_go_on(run, waiting_on))
         else:
             self._sender = loop.create_task(run)
@@ -391,6 +394,16 @@ class Connection:
                 await self._finish_replay()
             return
         await asyncio.sleep(min(0.5, 0.01 * self._missing))
+
+
+class _Stepping:
+    """`Connection._sender` while the sender runs eagerly in someone else's step."""
+
+    def cancel(self) -> bool:
+        return False  # nothing to cancel: the step ends before anything else runs
+
+
+_STEPPING = _Stepping()
 
 
 async def _go_on(run: Coroutine[Any, Any, None], waiting_on: Any) -> None:
