@@ -15,6 +15,12 @@ import asyncio
 from notifier.store import Store
 
 MAX_BATCH = 1000
+GATHER_SECONDS = 0.008
+"""How long a query waits for company when another has just run. A query costs about
+200 µs of CPU whatever its size: taken as soon as the previous one returned, queries
+averaged 2 handshakes during a connect storm; waiting 8 ms makes that about 30, which
+took 10,000 connects from about 2,400 to 3,000-3,400/s (`python -m bench.run
+--scenarios connect`). The first query of a quiet period goes at once."""
 
 
 class HeadReader:
@@ -36,7 +42,12 @@ class HeadReader:
     async def _read(self) -> None:
         """Until no handshake waits: it ends in the same step as its last look at
         `_waiting`, so a request is never left behind by a reader that is finishing."""
+        first = True
         while self._waiting:
+            if not first:
+                # A burst: let the handshakes that are on their way join this query.
+                await asyncio.sleep(GATHER_SECONDS)
+            first = False
             batch = self._take()
             try:
                 heads = await self._store.heads(list(batch))
