@@ -198,8 +198,8 @@ class Connection:
 
         A live frame is written at once, in the caller's step: the sender runs eagerly
         until it would wait, which it does not when the socket takes the frame (the
-        usual case). A task per delivered frame cost more CPU than the write itself
-        (4.8 µs against 0.4 µs, measured). Only a write that must wait for the client,
+        usual case). A task per delivered frame cost 4.8 µs of overhead against 0.4 µs
+        for driving the sender in place (measured). Only a write that must wait for the client,
         and all other work (replay, gap fill, the close frame), goes on in a task: that
         work awaits the database and timeouts, which must belong to the sender's own
         task, not to whichever task delivered the frame.

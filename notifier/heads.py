@@ -42,12 +42,7 @@ class HeadReader:
     async def _read(self) -> None:
         """Until no handshake waits: it ends in the same step as its last look at
         `_waiting`, so a request is never left behind by a reader that is finishing."""
-        first = True
         while self._waiting:
-            if not first:
-                # A burst: let the handshakes that are on their way join this query.
-                await asyncio.sleep(GATHER_SECONDS)
-            first = False
             batch = self._take()
             try:
                 heads = await self._store.heads(list(batch))
@@ -56,12 +51,14 @@ class HeadReader:
                     for future in futures:
                         if not future.done():
                             future.set_exception(error)
-                continue
-            for user_id, futures in batch.items():
-                head = heads.get(user_id, 0)
-                for future in futures:
-                    if not future.done():  # a handshake cancelled meanwhile
-                        future.set_result(head)
+            else:
+                for user_id, futures in batch.items():
+                    head = heads.get(user_id, 0)
+                    for future in futures:
+                        if not future.done():  # a handshake cancelled meanwhile
+                            future.set_result(head)
+            if self._waiting:  # a burst: let the handshakes on their way join the next
+                await asyncio.sleep(GATHER_SECONDS)
 
     def _take(self) -> dict[str, list[asyncio.Future[int]]]:
         if len(self._waiting) <= self._max_batch:

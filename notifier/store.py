@@ -261,6 +261,7 @@ class _Fresh:
 
     request: int
     item: int
+    publisher: str
     new: NewNotification
     id: str
     frame_before: str
@@ -301,7 +302,8 @@ def _plan_group(
     for (r_index, i_index), id_ in zip(positions, _new_ids(len(positions)), strict=True):
         new = requests[r_index].items[i_index]
         before, after = frame_around_seq(id_, new.user_id, new.type, new.data_json, now)
-        fresh.append(_Fresh(r_index, i_index, new, id_, before, after))
+        publisher = requests[r_index].publisher
+        fresh.append(_Fresh(r_index, i_index, publisher, new, id_, before, after))
     return plans, fresh
 
 
@@ -343,14 +345,14 @@ def _outcomes(
 _INSERTED = ("id", "user_id", "type", "data", "publisher", "idempotency_key", "fingerprint")
 
 
-def _columns(requests: Sequence[PublishRequest], fresh: list[_Fresh]) -> list[list[Any]]:
+def _columns(fresh: list[_Fresh]) -> list[list[Any]]:
     """The arrays $1..$7 of the publishing statement (`_INSERTED`)."""
     return [
         [f.id for f in fresh],
         [f.new.user_id for f in fresh],
         [f.new.type for f in fresh],
         [f.new.data_json for f in fresh],
-        [requests[f.request].publisher for f in fresh],
+        [f.publisher for f in fresh],
         [f.new.idempotency_key for f in fresh],
         [f.new.fingerprint or None for f in fresh],
     ]
@@ -436,7 +438,7 @@ class Store:
                         notify.head,
                         notify.room,
                     ]
-                row = await raw.fetchrow(_PUBLISH_PG, *_columns(requests, fresh), now, *announcing)
+                row = await raw.fetchrow(_PUBLISH_PG, *_columns(fresh), now, *announcing)
                 seqs = row[0]
         return _outcomes(requests, plans, fresh, seqs, now)
 
@@ -469,10 +471,10 @@ class Store:
             for f in fresh:
                 seqs.append(next_seq[f.new.user_id])
                 next_seq[f.new.user_id] += 1
-            rows_ = zip(*_columns(requests, fresh), strict=True)
+            values_by_row = zip(*_columns(fresh), strict=True)
             inserts = [
                 {**dict(zip(_INSERTED, values, strict=True)), "seq": seq, "created_at": now}
-                for values, seq in zip(rows_, seqs, strict=True)
+                for values, seq in zip(values_by_row, seqs, strict=True)
             ]
             await conn.execute(nt.insert(), inserts)
         return _outcomes(requests, plans, fresh, seqs, now)

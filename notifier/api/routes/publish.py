@@ -5,7 +5,7 @@ dependencies: `app.App` serves these two paths straight from uvicorn, without Fa
 routing and dependency resolution, which cost more CPU than a publish itself (measured
 with py-spy: `solve_dependencies` alone was 13% of the server at full load). The routes
 are declared here for the OpenAPI schema, and are what serves them in any other setup;
-both ways run these functions and answer the same bytes (tests/test_hot_path.py).
+both ways run these functions and answer the same bytes (tests/test_direct.py).
 """
 
 from __future__ import annotations
