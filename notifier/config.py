@@ -157,8 +157,8 @@ class Settings(BaseSettings):
         unknown = [alg for alg in algorithms if alg not in HMAC_ALGORITHMS + KEY_ALGORITHMS]
         if unknown:
             return (
-                f"NOTIFIER_JWT_ALGORITHMS names {', '.join(unknown)}, not a signature algorithm: use "
-                f"{', '.join(HMAC_ALGORITHMS)} with NOTIFIER_JWT_SECRET, or "
+                f"NOTIFIER_JWT_ALGORITHMS names {', '.join(unknown)}, not a signature "
+                f"algorithm: use {', '.join(HMAC_ALGORITHMS)} with NOTIFIER_JWT_SECRET, or "
                 f"{', '.join(KEY_ALGORITHMS)} with NOTIFIER_JWT_PUBLIC_KEY"
             )
         hmac = [alg for alg in algorithms if alg in HMAC_ALGORITHMS]
