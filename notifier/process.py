@@ -51,7 +51,7 @@ def run(settings: Settings, *, workers: int, **options: Any) -> int:
     with tempfile.TemporaryDirectory(prefix="notifier-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         sockets = [config.bind_socket()]
-        # uvicorn before 0.51 took the function each worker runs; later ones build it.
+        # Older uvicorn releases take the function each worker runs; newer ones build it.
         if "target" in inspect.signature(Multiprocess).parameters:
             supervisor = Multiprocess(config, target=server.run, sockets=sockets)  # type: ignore[call-arg]
         else:
