@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -15,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import Receive, Scope, Send
 
 import notifier
-from notifier import db, gcpolicy
+from notifier import db
 from notifier.api import ws
 from notifier.api.body import BodyLimit
 from notifier.api.direct import Direct
@@ -72,17 +71,17 @@ def build_service(settings: Settings) -> Service:
     )
 
 
-def app_from_env() -> FastAPI:
-    """The app for `uvicorn --factory` in each worker process (`serve --workers N`):
-    settings come from the environment that `serve` prepared."""
-    from notifier import logs
+def create_app(
+    settings: Settings,
+    *,
+    on_startup: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """The service as an ASGI app, with no effect on the process around it.
 
-    settings = Settings()
-    logs.configure(settings.log_level)
-    return create_app(settings)
-
-
-def create_app(settings: Settings) -> FastAPI:
+    `on_startup` is entered once start-up is done and left before shutdown: `serve`
+    passes its process-wide policies there (`notifier/process.py`), so an app built in
+    process (tests) leaves the garbage collector and logging as it found them.
+    """
     service = build_service(settings)
 
     @asynccontextmanager
@@ -90,12 +89,10 @@ def create_app(settings: Settings) -> FastAPI:
         if db.is_sqlite(service.store.engine):
             await db.upgrade(service.store.engine)
         await service.start()
-        gcpolicy.start()
-        collector = asyncio.create_task(gcpolicy.collect_old(), name="gc")
         try:
-            yield
+            async with on_startup() if on_startup is not None else nullcontext():
+                yield
         finally:
-            collector.cancel()
             await service.stop()
             await service.store.engine.dispose()
 

@@ -5,51 +5,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import logging
 import signal
 import sys
-import tempfile
 import urllib.error
 import urllib.request
-from typing import Any
-
-from pydantic import ValidationError
 
 from notifier.config import Settings
-from notifier.startup import StartupError, load_dev_credentials
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = "NOTIFIER_" + str(first["loc"][0]).upper() if first["loc"] else "NOTIFIER_*"
-        raise StartupError(f"{name}: {first['msg']}") from None
+from notifier.startup import StartupError, load_dev_credentials, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from notifier import logs, process
+    from notifier.startup import check_secret, check_workers, preflight, resolve_credentials
 
-    from notifier import logs
-    from notifier.app import create_app
-    from notifier.startup import preflight, resolve_credentials
-
-    settings, banner = resolve_credentials(_settings(), args.host, args.port)
-    logs.configure(settings.log_level)
-    if args.workers < 1:
-        raise StartupError("--workers must be at least 1")
-    if args.workers > 1 and settings.effective_bus == "memory":
-        raise StartupError(
-            "--workers > 1 needs PostgreSQL and a shared bus (NOTIFIER_BUS=postgres or redis): "
-            "the memory bus reaches one process only"
-        )
-    if args.workers > 1 and settings.is_sqlite:
-        raise StartupError("--workers > 1 needs PostgreSQL (NOTIFIER_DATABASE_URL)")
+    settings = load_settings()
+    check_workers(settings, args.workers)
+    settings, banner = resolve_credentials(settings, args.host, args.port)
+    weak = check_secret(settings, args.host)
+    logs.configure(settings.log_level, access_log=not args.no_access_log)
+    if weak:
+        logging.getLogger("notifier.startup").warning(weak)
     preflight(settings)
     if banner:
         print(banner, flush=True)
-    options: dict[str, Any] = dict(
+    # uvicorn re-raises the SIGTERM it handled once shutdown is complete; a graceful stop
+    # is a success for supervisors, so let that re-raise end the process with status 0.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    return process.run(
+        settings,
+        workers=args.workers,
         host=args.host,
         port=args.port,
         ws="wsproto",
@@ -63,27 +48,12 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    # uvicorn re-raises the SIGTERM it handled once shutdown is complete; a graceful stop
-    # is a success for supervisors, so let that re-raise end the process with status 0.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
-    if args.workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
-        return 0
-    # Workers build their own app from the environment: hand them the resolved
-    # credentials, and a shared folder for their metrics.
-    os.environ["NOTIFIER_JWT_SECRET"] = settings.jwt_secret or ""
-    os.environ["NOTIFIER_JWT_ALGORITHMS"] = ",".join(settings.effective_algorithms)
-    os.environ["NOTIFIER_API_KEYS"] = ",".join(settings.api_keys)
-    with tempfile.TemporaryDirectory(prefix="notifier-metrics-") as folder:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-        uvicorn.run("notifier.app:app_from_env", factory=True, workers=args.workers, **options)
-    return 0
 
 
 def _migrate(_args: argparse.Namespace) -> int:
     from notifier import db
 
-    settings = _settings()
+    settings = load_settings()
 
     async def run() -> None:
         engine = db.create_engine(settings.database_url)
@@ -133,13 +103,13 @@ def _api_key(settings: Settings) -> str:
 def _token(args: argparse.Namespace) -> int:
     from notifier.auth import mint_token
 
-    settings = _settings()
+    settings = load_settings()
     print(mint_token(_secret(settings), args.user, ttl_seconds=args.ttl))
     return 0
 
 
 def _send(args: argparse.Namespace) -> int:
-    settings = _settings()
+    settings = load_settings()
     try:
         data = json.loads(args.data)
     except ValueError:

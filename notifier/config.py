@@ -1,17 +1,79 @@
-"""Settings from `NOTIFIER_*` environment variables (see shared/CONTRACT.md).
+"""Settings from `NOTIFIER_*` environment variables (every one is described in
+docs/reference.md).
 
-Validation that needs more than one value (both a secret and a public key, a missing
-secret on a public host) lives in `startup.py`, where it can name the fix in one line.
+Every rule that relates two settings is `Settings._consistent`, so `serve`, `migrate` and
+an in-process app refuse the same configurations with the same one-line message, naming
+the variable and the fix. Rules that need the command line too (the host for
+development mode and for a weak secret, `--workers`) are in `startup.py`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BusKind = Literal["memory", "postgres", "redis"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+"""The JWS signature algorithms python-jose verifies; anything else ('none' above all)
+would never verify a token, or should not."""
+
+MIN_SECRET_BYTES = 32
+"""HS256's key should be as long as its hash (RFC 7518, section 3.2)."""
+SECRET_ADVICE = (
+    f"use at least {MIN_SECRET_BYTES} random bytes, e.g. "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+)
+_PLACEHOLDERS = frozenset(
+    {
+        "secret",
+        "secretkey",
+        "jwtsecret",
+        "mysecret",
+        "yoursecret",
+        "supersecret",
+        "topsecret",
+        "changeme",
+        "changeit",
+        "changethis",
+        "pleasechange",
+        "replaceme",
+        "dev",
+        "development",
+        "test",
+        "testing",
+        "password",
+        "default",
+        "example",
+        "placeholder",
+        "your256bitsecret",
+        "notsecret",
+        "insecure",
+    }
+)
+_PLACEHOLDER_MARKERS = ("changeme", "changethis", "pleasechange", "replaceme", "placeholder")
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why `secret` must not sign production tokens, or None.
+
+    A placeholder copied from an example, or any HMAC key shorter than its hash, can be
+    guessed offline from a single token, and then anyone can mint tokens for any user.
+    """
+    normalized = re.sub(r"[^a-z0-9]", "", secret.lower())
+    if normalized in _PLACEHOLDERS or any(m in normalized for m in _PLACEHOLDER_MARKERS):
+        return f"NOTIFIER_JWT_SECRET is a well-known placeholder; {SECRET_ADVICE}"
+    size = len(secret.encode())
+    if size < MIN_SECRET_BYTES:
+        return f"NOTIFIER_JWT_SECRET is {size} bytes; {SECRET_ADVICE}"
+    return None
 
 
 def _split_csv(value: object) -> object:
@@ -35,10 +97,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     bus: BusKind | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
-    max_payload_bytes: int = Field(default=65536, ge=2, le=16 * 1024 * 1024)
+    max_payload_bytes: int = Field(default=65536, gt=0)
+    """No upper bound: above the request body limits (`api/body.py`) those govern."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # Extensions beyond the contract (documented in docs/configuration.md).
+    # Extensions beyond the contract (documented in docs/reference.md).
     ws_max_buffer_bytes: int = Field(default=1024 * 1024, ge=4096)
     """Live frames queued for one socket; beyond it a burst waits in the database."""
     ws_stall_seconds: float = Field(default=1.0, gt=0, le=600)
@@ -51,7 +114,7 @@ class Settings(BaseSettings):
     """How often sockets are checked against the database while the bus is healthy."""
     retention_days: float | None = Field(default=None, gt=0)
     """Delete notifications older than this; unset keeps them forever."""
-    log_level: str = "info"
+    log_level: LogLevel = "info"
     dev_credentials_file: str = ".notifier-dev.json"
 
     @field_validator("jwt_algorithms", "api_keys", "allowed_origins", mode="before")
@@ -63,6 +126,61 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if not value.startswith(DATABASE_SCHEMES):
+            raise ValueError(
+                "NOTIFIER_DATABASE_URL must start with postgresql+asyncpg:// or "
+                f"sqlite+aiosqlite:// (it starts with {value.partition(':')[0]}:)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problem = self._conflict()
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    def _conflict(self) -> str | None:
+        """The first rule between settings that this configuration breaks."""
+        if self.jwt_secret and self.jwt_public_key:
+            return "both NOTIFIER_JWT_SECRET and NOTIFIER_JWT_PUBLIC_KEY are set: keep only one"
+        algorithms = self.effective_algorithms
+        unknown = [alg for alg in algorithms if alg not in HMAC_ALGORITHMS + KEY_ALGORITHMS]
+        if unknown:
+            return (
+                f"NOTIFIER_JWT_ALGORITHMS names {', '.join(unknown)}, not a signature "
+                f"algorithm: use {', '.join(HMAC_ALGORITHMS)} with NOTIFIER_JWT_SECRET, or "
+                f"{', '.join(KEY_ALGORITHMS)} with NOTIFIER_JWT_PUBLIC_KEY"
+            )
+        hmac = [alg for alg in algorithms if alg in HMAC_ALGORITHMS]
+        if self.jwt_public_key and hmac:
+            return (
+                f"NOTIFIER_JWT_ALGORITHMS names the HMAC algorithm {', '.join(hmac)} but "
+                "NOTIFIER_JWT_PUBLIC_KEY is set: list only RS*/ES* algorithms (a public "
+                "key must never verify HMAC tokens)"
+            )
+        if self.jwt_secret and not hmac:
+            return (
+                f"NOTIFIER_JWT_ALGORITHMS ({', '.join(algorithms)}) has no HMAC algorithm "
+                "for NOTIFIER_JWT_SECRET: add HS256, or set NOTIFIER_JWT_PUBLIC_KEY instead"
+            )
+        if self.bus == "postgres" and self.is_sqlite:
+            return (
+                "NOTIFIER_BUS=postgres needs a PostgreSQL NOTIFIER_DATABASE_URL: use "
+                "postgresql+asyncpg://..., or NOTIFIER_BUS=memory with SQLite"
+            )
+        if self.effective_bus == "redis" and not self.redis_url.startswith(REDIS_SCHEMES):
+            return "NOTIFIER_REDIS_URL must start with redis://, rediss:// or unix://"
+        return None
 
     @property
     def is_sqlite(self) -> bool:

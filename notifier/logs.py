@@ -58,7 +58,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure(level: str = "info") -> None:
+def configure(level: str = "info", *, access_log: bool = True) -> None:
+    """Set up the whole process's logging (`serve` only: an app built in process leaves
+    logging alone). Calling it again replaces what an earlier call set up."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactFilter())
@@ -71,4 +73,9 @@ def configure(level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+        for old in [f for f in logger.filters if isinstance(f, RedactFilter)]:
+            logger.removeFilter(old)
         logger.addFilter(RedactFilter())
+    # uvicorn's own `access_log=False` is undone by the loop above in a worker process,
+    # which configures logging after uvicorn did: so the flag is applied here as well.
+    logging.getLogger("uvicorn.access").propagate = access_log

@@ -3,7 +3,12 @@
 Development mode: with no JWT secret/public key and no API key on a loopback host,
 `serve` generates both, keeps them in a local file (so `notifier token` and
 `notifier send` work and a restart keeps tokens valid) and prints a ready token and a
-ready curl command. On any other host it refuses to start without real credentials.
+ready curl command. On any other host it refuses to start without real credentials, or
+with a weak JWT secret.
+
+Rules between settings alone are `Settings._consistent` (config.py); the ones here also
+need the command line: the host (`resolve_credentials`, `check_secret`) and the number of
+worker processes (`check_workers`).
 """
 
 from __future__ import annotations
@@ -16,18 +21,37 @@ import os
 import secrets
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import db
 from notifier.auth import mint_token, parse_api_keys
-from notifier.config import Settings
+from notifier.config import Settings, weak_secret
 
 
 class StartupError(Exception):
     """One line for the operator: what is wrong and how to fix it."""
 
 
+def load_settings() -> Settings:
+    """The environment's settings, or the first thing wrong with them in one line."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise StartupError(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    message = str(first["msg"])
+    if message.startswith("Value error, "):
+        return message.removeprefix("Value error, ")  # ours: names the variable already
+    name = "NOTIFIER_" + str(first["loc"][0]).upper() if first["loc"] else "NOTIFIER_*"
+    return f"{name}: {message}"
+
+
 def is_loopback(host: str) -> bool:
+    """Development mode's hosts: 127.0.0.0/8, ::1 and localhost."""
     if host in ("localhost", "localhost.localdomain"):
         return True
     try:
@@ -63,10 +87,6 @@ def resolve_credentials(
     settings: Settings, host: str, port: int = 8000
 ) -> tuple[Settings, str | None]:
     """Settings ready to serve, and the development banner when credentials were made."""
-    if settings.jwt_secret and settings.jwt_public_key:
-        raise StartupError(
-            "both NOTIFIER_JWT_SECRET and NOTIFIER_JWT_PUBLIC_KEY are set: keep only one"
-        )
     has_user_key = bool(settings.jwt_secret or settings.jwt_public_key)
     has_api_key = bool(parse_api_keys(settings.api_keys))
     if has_user_key and has_api_key:
@@ -88,6 +108,33 @@ def resolve_credentials(
         update["api_keys"] = [f"dev:{dev['api_key']}"]
     resolved = settings.model_copy(update=update)
     return resolved, _banner(resolved, dev, f"{host}:{port}", not has_user_key, not has_api_key)
+
+
+def check_secret(settings: Settings, host: str) -> str | None:
+    """Refuse a weak or placeholder JWT secret off a loopback host; on one (development
+    mode: tests and quick starts use short secrets) return the warning to log instead."""
+    problem = weak_secret(settings.jwt_secret) if settings.jwt_secret else None
+    if problem is None:
+        return None
+    if not is_loopback(host):
+        raise StartupError(f"{problem} (a loopback --host allows it for development)")
+    return f"{problem} (accepted on the loopback host {host}, for development only)"
+
+
+def check_workers(settings: Settings, workers: int) -> None:
+    """Several processes share one port only through PostgreSQL and a shared bus."""
+    if workers < 1:
+        raise StartupError("--workers must be at least 1")
+    if workers > 1 and settings.is_sqlite:
+        raise StartupError(
+            "--workers > 1 needs PostgreSQL (NOTIFIER_DATABASE_URL=postgresql+asyncpg://...): "
+            "SQLite serves one process"
+        )
+    if workers > 1 and settings.effective_bus == "memory":
+        raise StartupError(
+            "--workers > 1 needs PostgreSQL and a shared bus (NOTIFIER_BUS=postgres or redis): "
+            "the memory bus reaches one process only"
+        )
 
 
 def _banner(settings: Settings, dev: dict[str, str], address: str, user: bool, api: bool) -> str:
@@ -154,15 +201,5 @@ def _safe_url(url: str) -> str:
 
 
 def preflight(settings: Settings) -> None:
-    """Everything `serve` checks before binding its port."""
-    if not settings.database_url.startswith(("sqlite+aiosqlite", "postgresql+asyncpg")):
-        raise StartupError(
-            "NOTIFIER_DATABASE_URL must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
-        )
-    if settings.effective_bus == "postgres" and settings.is_sqlite:
-        raise StartupError("NOTIFIER_BUS=postgres needs a PostgreSQL NOTIFIER_DATABASE_URL")
-    if settings.jwt_public_key and any(a.startswith("HS") for a in settings.effective_algorithms):
-        raise StartupError(
-            "NOTIFIER_JWT_ALGORITHMS names an HMAC algorithm but a public key is configured"
-        )
+    """What `serve` checks outside itself before binding its port: the database."""
     asyncio.run(_check_database(settings))

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import SECRET, free_port, timeout
+from tests.support import SECRET, free_port, make_token, timeout
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
@@ -261,3 +261,120 @@ def test_send_command_publishes(dev_server: DevServer) -> None:
         timeout=10,
     )
     assert inbox.json()["notifications"] == [created]
+
+
+# -- weak secrets -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("x1y2z3w4v5u", "NOTIFIER_JWT_SECRET is 11 bytes"),
+        ("secret", "well-known placeholder"),
+        ("changeme", "well-known placeholder"),
+        ("change-me", "well-known placeholder"),
+        ("please-change", "well-known placeholder"),
+        ("dev", "well-known placeholder"),
+        ("test", "well-known placeholder"),
+        ("CHANGE-ME-a-long-random-string-0123456789", "well-known placeholder"),
+    ],
+)
+def test_serve_refuses_a_weak_secret_off_loopback(tmp_path: Path, secret: str, reason: str) -> None:
+    """On a non-loopback host a short (< 32 bytes) or placeholder NOTIFIER_JWT_SECRET
+    stops serve with one line: what is wrong, and how to make a good secret."""
+    env = cli_env(
+        NOTIFIER_DATABASE_URL=sqlite_url(tmp_path),
+        NOTIFIER_JWT_SECRET=secret,
+        NOTIFIER_API_KEYS="main:k",
+    )
+    result = run_cli(
+        "serve", "--host", "0.0.0.0", "--port", str(free_port()), env=env, cwd=tmp_path
+    )
+    line = assert_one_line_error(
+        result, reason, "at least 32 random bytes", "secrets.token_urlsafe(32)"
+    )
+    assert line.startswith("notifier: error: NOTIFIER_JWT_SECRET is ")
+    assert result.returncode == 2
+
+
+def test_serve_warns_about_a_weak_secret_on_loopback(tmp_path: Path) -> None:
+    """On 127.0.0.1 (development mode) a short secret serves, and tokens signed with it
+    are accepted, but serve logs a warning naming the fix."""
+    short = "dev-secret-16byt"
+    env = cli_env(
+        NOTIFIER_DATABASE_URL=sqlite_url(tmp_path),
+        NOTIFIER_JWT_SECRET=short,
+        NOTIFIER_API_KEYS="main:k",
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serving(env, tmp_path, port) as process:
+        wait_healthy(process, url)
+        token = make_token("carol", secret=short)
+        inbox = httpx.get(
+            url + "/v1/me/notifications", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert inbox.status_code == 200, inbox.text
+    warnings = [
+        json.loads(line)
+        for line in (tmp_path / "serve.err").read_text().splitlines()
+        if "NOTIFIER_JWT_SECRET" in line
+    ]
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["level"] == "warning"
+    assert "NOTIFIER_JWT_SECRET is 16 bytes" in warnings[0]["message"]
+    assert "secrets.token_urlsafe(32)" in warnings[0]["message"]
+    assert short not in (tmp_path / "serve.err").read_text()
+
+
+# -- NOTIFIER_MAX_PAYLOAD_BYTES ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_serve_refuses_a_max_payload_below_one(tmp_path: Path, value: str) -> None:
+    """0 and negative sizes stop serve with one line naming NOTIFIER_MAX_PAYLOAD_BYTES."""
+    env = cli_env(
+        NOTIFIER_DATABASE_URL=sqlite_url(tmp_path),
+        NOTIFIER_JWT_SECRET=SECRET,
+        NOTIFIER_API_KEYS="main:k",
+        NOTIFIER_MAX_PAYLOAD_BYTES=value,
+    )
+    result = run_cli("serve", "--port", str(free_port()), env=env, cwd=tmp_path)
+    assert_one_line_error(result, "NOTIFIER_MAX_PAYLOAD_BYTES", "greater than 0")
+
+
+@pytest.mark.parametrize(
+    ("value", "sizes"),
+    [
+        ("1", {2: (413, "over the 1-byte limit")}),  # `{}` alone is 2 bytes
+        (
+            str(100 * 1024 * 1024),
+            {200_000: (201, ""), 2 * 1024 * 1024: (413, "request body larger than")},
+        ),
+    ],
+)
+def test_serve_accepts_any_positive_max_payload(
+    tmp_path: Path, value: str, sizes: dict[int, tuple[int, str]]
+) -> None:
+    """1 byte and 100 MiB both serve: the limit applies as set, and above the request
+    body limit (1 MiB for one notification) the body limit governs."""
+    env = cli_env(
+        NOTIFIER_DATABASE_URL=sqlite_url(tmp_path),
+        NOTIFIER_JWT_SECRET=SECRET,
+        NOTIFIER_API_KEYS="main:k",
+        NOTIFIER_MAX_PAYLOAD_BYTES=value,
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serving(env, tmp_path, port) as process:
+        wait_healthy(process, url)
+        for size, (status, detail) in sizes.items():
+            data = {"p": "x" * (size - len('{"p":""}'))} if size > 2 else {}
+            response = httpx.post(
+                url + "/v1/notifications",
+                json={"user_id": "dave", "type": "t", "data": data},
+                headers={"Authorization": "Bearer k"},
+                timeout=30,
+            )
+            assert response.status_code == status, (size, response.text)
+            assert detail in response.text

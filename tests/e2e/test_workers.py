@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import http.client
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
 
 import httpx
+from websockets.asyncio.client import ClientConnection
 
-from tests.support import Server, new_user, publish, recv_notifications, ws_connect
+from tests.support import (
+    Server,
+    make_token,
+    new_user,
+    publish,
+    recv_notifications,
+    timeout,
+    ws_connect,
+)
 
 
 async def test_every_socket_gets_every_notification_across_workers(pg_database: str) -> None:
@@ -39,3 +55,140 @@ def test_workers_refused_with_the_memory_bus(sqlite_url: str) -> None:
     assert server.process is not None
     assert server.process.wait(timeout=30) == 2
     assert "--workers > 1 needs" in server.logs()
+
+
+def _workers(pid: int) -> list[int]:
+    """The processes uvicorn's supervisor spawned for `serve` (multiprocessing spawn)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            if parent == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _server_side_inode(server_port: int, client_port: int) -> str | None:
+    """The inode of the server's end of the TCP connection from `client_port`."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)) == (
+                server_port,
+                client_port,
+            ):
+                return fields[9]
+    return None
+
+
+def worker_of(server: Server, workers: list[int], client_port: int) -> int:
+    """Which worker accepted the connection from `client_port`."""
+    deadline = time.monotonic() + timeout(10)
+    while time.monotonic() < deadline:
+        inode = _server_side_inode(server.port, client_port)
+        for pid in workers:
+            if inode is not None and inode in _socket_inodes(pid):
+                return pid
+        time.sleep(0.02)
+    raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def publish_in_a_burst(
+    server: Server, workers: list[int], api_key: str, user: str, first: int, count: int = 8
+) -> list[tuple[int, dict[str, Any]]]:
+    """Publish over `count` connections opened at once (one by one, the worker that
+    accepted the last would take them all): for each, its worker and the result."""
+    conns = [
+        http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout(10))
+        for _ in range(count)
+    ]
+    try:
+        for conn in conns:
+            conn.connect()
+        taken = [worker_of(server, workers, conn.sock.getsockname()[1]) for conn in conns]
+        results = []
+        for n, (conn, worker) in enumerate(zip(conns, taken, strict=True), start=first):
+            body = json.dumps({"user_id": user, "type": "t", "data": {"n": n}})
+            headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+            conn.request("POST", "/v1/notifications", body=body, headers=headers)
+            response = conn.getresponse()
+            assert response.status == 201
+            results.append((worker, json.loads(response.read())))
+        return results
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+async def test_dev_mode_workers_share_credentials_without_the_environment(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """`serve --workers 2` on loopback with no credentials (development mode): each worker
+    accepts the generated API key and user token, takes sockets and publishes, every
+    socket gets every notification; the secrets never enter a worker's environment
+    (only the metrics folder does), and each worker applied the gc policy."""
+    dev_file = tmp_path / "dev.json"
+    server = Server(
+        pg_database,
+        args=["--workers", "2"],
+        env_extra={
+            "NOTIFIER_JWT_SECRET": "",
+            "NOTIFIER_API_KEYS": "",
+            "NOTIFIER_DEV_CREDENTIALS_FILE": str(dev_file),
+            "NOTIFIER_LOG_LEVEL": "debug",
+        },
+    ).start()
+    assert server.process is not None
+    user = new_user()
+    try:
+        dev = json.loads(dev_file.read_text())
+        deadline = time.monotonic() + timeout(10)
+        while server.logs().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.05)
+        workers = _workers(server.process.pid)
+        assert len(workers) == 2, workers
+        token = make_token(user, secret=dev["jwt_secret"])
+        async with contextlib.AsyncExitStack() as stack:
+            sockets: list[ClientConnection] = []
+            socket_workers: set[int] = set()
+            while len(socket_workers) < 2 and len(sockets) < 64:
+                # A burst: one by one, the worker that accepted the last would take all.
+                batch = await asyncio.gather(
+                    *(stack.enter_async_context(ws_connect(server, token=token)) for _ in range(8))
+                )
+                sockets += batch
+                socket_workers |= {worker_of(server, workers, ws.local_address[1]) for ws in batch}
+            assert socket_workers == set(workers)
+            created: list[dict[str, Any]] = []
+            publish_workers: set[int] = set()
+            while len(publish_workers) < 2 and len(created) < 64:
+                for worker, notification in publish_in_a_burst(
+                    server, workers, dev["api_key"], user, len(created)
+                ):
+                    publish_workers.add(worker)
+                    created.append(notification)
+            assert publish_workers == set(workers)
+            for ws in sockets:
+                assert await recv_notifications(ws, len(created)) == created
+        for pid in workers:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert dev["jwt_secret"].encode() not in environ
+            assert dev["api_key"].encode() not in environ
+            assert b"PROMETHEUS_MULTIPROC_DIR=" in environ
+        assert server.logs().count("gc policy applied") == 2
+    finally:
+        server.stop()

@@ -1,0 +1,159 @@
+"""Settings (notifier/config.py): every rule between settings, and what makes a JWT secret
+weak, without a server."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from pydantic import ValidationError
+
+from notifier.config import MIN_SECRET_BYTES, Settings, weak_secret
+from notifier.startup import describe
+
+SECRET = "config-test-secret-0123456789-0123456789"
+PEM = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
+PG = "postgresql+asyncpg://postgres@127.0.0.1/x"
+
+
+def refusal(**values: object) -> str:
+    """The one-line message `serve` would print for these settings."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(**values)  # type: ignore[arg-type]
+    message = describe(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("size", [1, 2, 100 * 1024 * 1024])
+def test_max_payload_bytes_accepts_any_positive_value(size: int) -> None:
+    """NOTIFIER_MAX_PAYLOAD_BYTES has no upper bound and no floor above 1."""
+    assert Settings(max_payload_bytes=size).max_payload_bytes == size
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_max_payload_bytes_refuses_zero_and_negative(size: int) -> None:
+    """0 and -1 are refused with a line naming NOTIFIER_MAX_PAYLOAD_BYTES."""
+    assert refusal(max_payload_bytes=size).startswith("NOTIFIER_MAX_PAYLOAD_BYTES: ")
+
+
+def test_secret_and_public_key_together_are_refused() -> None:
+    """Both a secret and a public key: one line naming both."""
+    message = refusal(jwt_secret=SECRET, jwt_public_key=PEM)
+    assert "NOTIFIER_JWT_SECRET" in message
+    assert "NOTIFIER_JWT_PUBLIC_KEY" in message
+
+
+@pytest.mark.parametrize("algorithms", ["HS256", "RS256,HS512", "hs384"])
+def test_public_key_with_an_hmac_algorithm_is_refused(algorithms: str) -> None:
+    """A public key may never verify HMAC tokens (the key is public): refused, naming the
+    algorithm and NOTIFIER_JWT_PUBLIC_KEY."""
+    message = refusal(jwt_public_key=PEM, jwt_algorithms=algorithms)
+    assert message.startswith("NOTIFIER_JWT_ALGORITHMS names the HMAC algorithm HS")
+    assert "NOTIFIER_JWT_PUBLIC_KEY" in message
+
+
+def test_secret_without_an_hmac_algorithm_is_refused() -> None:
+    """A secret with only RS*/ES* allowed could never verify a token: refused."""
+    message = refusal(jwt_secret=SECRET, jwt_algorithms="RS256,ES256")
+    assert "has no HMAC algorithm for NOTIFIER_JWT_SECRET" in message
+
+
+@pytest.mark.parametrize("algorithm", ["none", "PS256", "HS257"])
+def test_unknown_algorithm_is_refused(algorithm: str) -> None:
+    """An algorithm outside HS*/RS*/ES* ('none' above all) is refused, listing those."""
+    message = refusal(jwt_secret=SECRET, jwt_algorithms=f"HS256,{algorithm}")
+    assert message.startswith(f"NOTIFIER_JWT_ALGORITHMS names {algorithm.upper()}")
+    assert "HS256" in message and "ES512" in message
+
+
+def test_default_algorithms_follow_the_key() -> None:
+    """HS256 with a secret, RS256 and ES256 with a public key (the contract's defaults)."""
+    assert Settings(jwt_secret=SECRET).effective_algorithms == ["HS256"]
+    assert Settings(jwt_public_key=PEM).effective_algorithms == ["RS256", "ES256"]
+
+
+def test_postgres_bus_with_sqlite_is_refused() -> None:
+    """NOTIFIER_BUS=postgres has nothing to LISTEN on with SQLite."""
+    message = refusal(bus="postgres", database_url="sqlite+aiosqlite:///x.db")
+    assert message.startswith("NOTIFIER_BUS=postgres needs a PostgreSQL NOTIFIER_DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://postgres@127.0.0.1/x", "sqlite:///x.db", "mysql+aiomysql://h/x"]
+)
+def test_database_url_needs_an_async_driver(url: str) -> None:
+    """Only postgresql+asyncpg and sqlite+aiosqlite URLs are served."""
+    message = refusal(database_url=url)
+    assert message.startswith(
+        "NOTIFIER_DATABASE_URL must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
+    )
+
+
+def test_database_url_message_never_shows_the_password() -> None:
+    """The refusal names the scheme only: the URL's password stays out of the logs."""
+    assert "hunter2" not in refusal(database_url="postgresql://u:hunter2@h/x")
+
+
+def test_redis_url_is_checked_when_the_bus_is_redis() -> None:
+    """A Redis bus needs a redis://, rediss:// or unix:// URL; otherwise the URL is unused."""
+    assert refusal(bus="redis", redis_url="http://h").startswith("NOTIFIER_REDIS_URL")
+    assert Settings(redis_url="http://h").redis_url == "http://h"
+
+
+def test_log_level_is_checked_and_case_blind() -> None:
+    """An unknown NOTIFIER_LOG_LEVEL is one line, not a traceback from logging."""
+    assert Settings(log_level="WARNING").log_level == "warning"  # type: ignore[arg-type]
+    assert refusal(log_level="verbose").startswith("NOTIFIER_LOG_LEVEL: ")
+
+
+def test_environment_values_meet_the_same_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules hold for NOTIFIER_* variables as for keyword arguments."""
+    monkeypatch.setenv("NOTIFIER_JWT_SECRET", SECRET)
+    monkeypatch.setenv("NOTIFIER_JWT_PUBLIC_KEY", PEM)
+    assert "keep only one" in refusal()
+
+
+def test_settings_pickle() -> None:
+    """`serve --workers N` hands each worker its Settings in a pickle."""
+    settings = Settings(database_url=PG, jwt_secret=SECRET, api_keys="main:k")  # type: ignore[arg-type]
+    assert pickle.loads(pickle.dumps(settings)) == settings
+
+
+# -- weak secrets ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret", ["secret", "changeme", "change-me", "please-change", "dev", "test", "Change_Me"]
+)
+def test_well_known_placeholders_are_weak(secret: str) -> None:
+    """Placeholders copied from examples are named as such."""
+    reason = weak_secret(secret)
+    assert reason is not None
+    assert reason.startswith("NOTIFIER_JWT_SECRET is a well-known placeholder")
+
+
+def test_a_long_placeholder_is_still_weak() -> None:
+    """Length does not redeem an example value left in place."""
+    assert weak_secret("CHANGE-ME-a-long-random-string-0123456789") is not None
+
+
+def test_a_short_secret_is_weak_and_the_fix_is_named() -> None:
+    """Under 32 bytes: the size, the minimum and a command that makes a good one."""
+    assert weak_secret("x1y2z3w4v5u") == (
+        "NOTIFIER_JWT_SECRET is 11 bytes; use at least 32 random bytes, e.g. "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+    )
+
+
+def test_bytes_not_characters_are_counted() -> None:
+    """The minimum is in bytes of the UTF-8 key, as HMAC sees it."""
+    assert weak_secret("é" * 16) is None  # 32 bytes
+    assert weak_secret("q" * (MIN_SECRET_BYTES - 1)) is not None
+
+
+def test_a_random_secret_is_not_weak() -> None:
+    """What the advice prints passes."""
+    import secrets
+
+    assert weak_secret(secrets.token_urlsafe(32)) is None
