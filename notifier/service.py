@@ -20,11 +20,11 @@ from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
-from notifier.core.frames import read_frame_ids, read_frame_up_to
 from notifier.expiry import Expiries
 from notifier.heads import HeadReader
 from notifier.hub import Hub, Subscriber
 from notifier.store import NewNotification, Published, Store
+from notifier.wire.frames import read_frame_ids, read_frame_up_to
 
 log = logging.getLogger("notifier.service")
 _RECONCILE_SLICE = 500
