@@ -1,9 +1,9 @@
 """The operations a route performs, each a short pipeline across store, hub and bus.
 
-publish: committer (group commit) -> store (commit, with the bus announcing inside the
-transaction where it can) -> hub (this instance's sockets, at once) -> bus (other
-instances, where the engine announces after commit). mark read: store -> hub -> bus, as
-`read` frames.
+publish: committer (group commit) -> store (commit; the bus's `in_transaction`, if it
+has one, announces inside it) -> hub (this instance's sockets, at once) -> bus
+(`announce`, whatever the engine: it knows whether it still has anything to send). mark
+read: store -> hub -> bus, as `read` frames.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ beside the encoder whose output they must equal.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -158,14 +158,15 @@ class TransactionNotify:
 
     channel: str
     origin: str
+    head: str = field(init=False, compare=False)
+    """What each payload starts with, before its announcements."""
+    room: int = field(init=False, compare=False)
 
-    @property
-    def head(self) -> str:
-        return origin_prefix(self.origin) + '"a":['
-
-    @property
-    def room(self) -> int:
-        return (MAX_PAYLOAD_BYTES - len(self.head.encode()) - len("]}")) // 2
+    def __post_init__(self) -> None:
+        # Computed once: a publish group hands both to its statement.
+        head = origin_prefix(self.origin) + '"a":['
+        object.__setattr__(self, "head", head)
+        object.__setattr__(self, "room", (MAX_PAYLOAD_BYTES - len(head.encode()) - len("]}")) // 2)
 
     @staticmethod
     def parameters(
