@@ -21,7 +21,7 @@ from sqlalchemy.util import greenlet_spawn
 from notifier.core.publishing import Outcome, PublishRequest, keys, plan_group
 from notifier.store.base import KEYED, DatabaseUnavailable, inserted_columns, stored_originals
 from notifier.store.sql import SqlStore
-from notifier.wire.announcement import NOTIFY_SQL, TransactionNotify
+from notifier.wire.announcement import NOTIFY_SQL, TransactionNotify, notify_parameters
 from notifier.wire.notification import COLUMNS, FRAME_SQL
 
 # The hot statements ($n parameters): fixed texts over arrays whatever the number of
@@ -109,7 +109,7 @@ class PostgresStore(SqlStore):
             plan = plan_group(requests, stored_originals(rows), now)
             seqs: list[int] = []
             if plan.fresh:
-                announcing = TransactionNotify.parameters(notify, plan.fresh, now)
+                announcing = notify_parameters(notify, plan.fresh, now)
                 row = await raw.fetchrow(_PUBLISH, *inserted_columns(plan.fresh), now, *announcing)
                 seqs = row[0]
         return plan.outcomes(seqs)

@@ -149,7 +149,7 @@ _SILENT: tuple[object, ...] = ((), (), (), "", None, "", 1)
 class TransactionNotify:
     """How to announce new notifications inside the transaction that stores them, so
     that the announcement leaves exactly at commit (PostgreSQL NOTIFY). The postgres bus
-    hands it out; the store adds `NOTIFY_SQL` with `parameters` to its statement.
+    hands it out; the store adds `NOTIFY_SQL` to its statement, with `notify_parameters`.
 
     Each payload is `{"o": origin, "a": [announcement, ...]}` and stays under
     MAX_PAYLOAD_BYTES: announcements of up to `room` bytes are packed into payloads of
@@ -168,35 +168,34 @@ class TransactionNotify:
         object.__setattr__(self, "head", head)
         object.__setattr__(self, "room", (MAX_PAYLOAD_BYTES - len(head.encode()) - len("]}")) // 2)
 
-    @staticmethod
-    def parameters(
-        notify: TransactionNotify | None, fresh: Sequence[NewFrame], created_at: datetime
-    ) -> Sequence[object]:
-        """The parameters $9..$15 of `NOTIFY_SQL` for the new notifications `fresh` of a
-        publish (all created at `created_at`); with no `notify`, ones that announce
-        nothing."""
-        if notify is None:
-            return _SILENT
-        stamp = created_at.timestamp()
-        pieces = [
-            Announcement.around_seq(f.user_id, stamp, f.frame_before, f.frame_after) for f in fresh
-        ]
-        return [
-            [p[0] for p in pieces],
-            [p[1] for p in pieces],
-            [p[2] for p in pieces],
-            ',"t":' + orjson.dumps(stamp).decode() + "}",  # the announcement without frame
-            notify.channel,
-            notify.head,
-            notify.room,
-        ]
+
+def notify_parameters(
+    notify: TransactionNotify | None, fresh: Sequence[NewFrame], created_at: datetime
+) -> Sequence[object]:
+    """The parameters $9..$15 of `NOTIFY_SQL` for the new notifications `fresh` of a
+    publish (all created at `created_at`); without `notify`, ones that announce nothing."""
+    if notify is None:
+        return _SILENT
+    stamp = created_at.timestamp()
+    pieces = [
+        Announcement.around_seq(f.user_id, stamp, f.frame_before, f.frame_after) for f in fresh
+    ]
+    return [
+        [p[0] for p in pieces],
+        [p[1] for p in pieces],
+        [p[2] for p in pieces],
+        ',"t":' + orjson.dumps(stamp).decode() + "}",  # the announcement without frame
+        notify.channel,
+        notify.head,
+        notify.room,
+    ]
 
 
 # The CTEs that announce a publish, to follow the publishing statement's own. They read
 # its CTE `numbered` (ord: the item's position; seq: its allocated seq; first, middle,
 # last: its `Announcement.around_seq` pieces, from the arrays $9..$11) and use $12, the
 # announcement's end without its frame, $13 the channel (NULL: announce nothing), $14 the
-# payload's head and $15 the room (`TransactionNotify.parameters` gives all seven).
+# payload's head and $15 the room (`notify_parameters` gives all seven).
 #
 # Each announcement is joined from its pieces, or, over `room` bytes, sent without its
 # frame. Announcements are cut into runs in order, a run ending with the first

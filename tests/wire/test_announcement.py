@@ -13,6 +13,7 @@ from notifier.wire.announcement import (
     MAX_PAYLOAD_BYTES,
     Announcement,
     TransactionNotify,
+    notify_parameters,
     origin_prefix,
 )
 from notifier.wire.notification import Notification, frame_around_seq
@@ -144,8 +145,8 @@ def test_every_payload_of_an_origin_starts_with_its_prefix(origin: str) -> None:
             assert not TransactionNotify("c", other).head.startswith(prefix)
 
 
-def test_transaction_parameters_carry_each_pieces_and_the_packing() -> None:
-    """`TransactionNotify.parameters` are what NOTIFY_SQL joins: each new notification's
+def test_notify_parameters_are_each_announcements_pieces_and_the_packing() -> None:
+    """`notify_parameters` are what NOTIFY_SQL joins: each new notification's
     announcement pieces, its end without frame, the channel, the head and the room; with
     no TransactionNotify, a NULL channel (nothing announced)."""
 
@@ -158,15 +159,15 @@ def test_transaction_parameters_carry_each_pieces_and_the_packing() -> None:
     moment = datetime(2026, 11, 24, 1, 2, 3, 456789, tzinfo=UTC)
     fresh = [New("u1", "b1", "a1"), New('u"2', "b2", "a2")]
     notify = TransactionNotify("chan", "me")
-    first, middle, last, bare, channel, head, room = TransactionNotify.parameters(
-        notify, fresh, moment
-    )
-    pieces = [Announcement.around_seq(f.user_id, moment.timestamp(), "b1", "a1") for f in fresh]
-    pieces[1] = Announcement.around_seq('u"2', moment.timestamp(), "b2", "a2")
+    first, middle, last, bare, channel, head, room = notify_parameters(notify, fresh, moment)
+    stamp = moment.timestamp()
+    pieces = [
+        Announcement.around_seq(f.user_id, stamp, f.frame_before, f.frame_after) for f in fresh
+    ]
     assert (first, middle, last) == tuple([p[i] for p in pieces] for i in range(3))
     without_frame = Announcement(user_id="u1", seq=5, created_at=moment.timestamp())
     assert (first[0] + "5" + str(bare)).encode() == orjson.dumps(without_frame.body())
     assert (channel, head, room) == ("chan", notify.head, notify.room)
     assert len(head.encode()) + 2 * notify.room + len("]}") <= MAX_PAYLOAD_BYTES
-    silent = TransactionNotify.parameters(None, fresh, moment)
+    silent = notify_parameters(None, fresh, moment)
     assert len(silent) == 7 and silent[4] is None
