@@ -24,7 +24,7 @@ from notifier.bus import create_bus
 from notifier.config import Settings
 from notifier.hub import Hub
 from notifier.service import Service
-from notifier.store import Store
+from notifier.store import create_store
 
 log = logging.getLogger("notifier.app")
 
@@ -52,7 +52,7 @@ def build_service(settings: Settings) -> Service:
     engine = db.create_engine(settings.database_url)
     return Service(
         settings=settings,
-        store=Store(engine),
+        store=create_store(engine),
         hub=Hub(),
         bus=create_bus(
             settings.effective_bus,

@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from notifier.bus.base import TransactionNotify
 from notifier.store import (
     IdempotencyConflict,
     NewNotification,
@@ -25,6 +24,7 @@ from notifier.store import (
     PublishRequest,
     Store,
 )
+from notifier.wire.announcement import TransactionNotify
 
 log = logging.getLogger("notifier.committer")
 

@@ -28,9 +28,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMa
 from typing import Any
 
 from notifier import metrics
-from notifier.core.frames import replayed_frame
 from notifier.core.sequencer import Offer, Sequencer, replay_complete
 from notifier.store import Store
+from notifier.wire.frames import replayed_frame
 
 log = logging.getLogger("notifier.connection")
 

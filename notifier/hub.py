@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from notifier.bus.base import Announcement
-from notifier.core.notification import Notification
+from notifier.wire.announcement import Announcement
+from notifier.wire.notification import Notification
 
 
 class Subscriber(Protocol):

@@ -1,9 +1,9 @@
 """The operations a route performs, each a short pipeline across store, hub and bus.
 
-publish: committer (group commit) -> store (commit, with the bus announcing inside the
-transaction where it can) -> hub (this instance's sockets, at once) -> bus (other
-instances, where the engine announces after commit). mark read: store -> hub -> bus, as
-`read` frames.
+publish: committer (group commit) -> store (commit; the bus's `in_transaction`, if it
+has one, announces inside it) -> hub (this instance's sockets, at once) -> bus
+(`announce`, whatever the engine: it knows whether it still has anything to send). mark
+read: store -> hub -> bus, as `read` frames.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
-from notifier.core.frames import read_frame_ids, read_frame_up_to
 from notifier.expiry import Expiries
 from notifier.heads import HeadReader
 from notifier.hub import Hub, Subscriber
 from notifier.store import NewNotification, Published, Store
+from notifier.wire.frames import read_frame_ids, read_frame_up_to
 
 log = logging.getLogger("notifier.service")
 _RECONCILE_SLICE = 500

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import db
-from notifier.store import Store
+from notifier.store import Store, create_store
 from tests.support import PG_ADMIN_DSN, ROOT, Server
 
 
@@ -121,4 +121,4 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def store(engine: AsyncEngine) -> Store:
-    return Store(engine)
+    return create_store(engine)

@@ -10,13 +10,14 @@ import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import db
 from notifier.heads import HeadReader
-from notifier.store import NewNotification, PublishRequest, Store
+from notifier.store import NewNotification, PublishRequest, Store, create_store
 from tests.support import free_port, new_user
 
 WAIT = 5.0  # a bound on every wait: a reader that stalls fails the test instead of hanging
@@ -26,24 +27,27 @@ def item(user: str, n: int) -> NewNotification:
     return NewNotification(user_id=user, type="t", data_json=f'{{"n":{n}}}', fingerprint="")
 
 
-class CountingStore(Store):
+class CountingStore:
     """The real store, recording which users each `heads` query asked for."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.calls: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
     async def heads(self, user_ids: Sequence[str], chunk: int = 1000) -> dict[str, int]:
         self.calls.append(list(user_ids))
-        return await super().heads(user_ids, chunk)
+        return await self.store.heads(user_ids, chunk)
 
 
 class GatedStore(CountingStore):
     """Holds each `heads` query until released, so callers can arrive (or be cancelled)
     while one is in flight; then reads the real database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
@@ -57,8 +61,8 @@ class FailingStore(CountingStore):
     """Its first `failures` queries go to `broken` (a store on a database that is not
     there), later ones to the real database."""
 
-    def __init__(self, engine: AsyncEngine, broken: Store, failures: int) -> None:
-        super().__init__(engine)
+    def __init__(self, store: Store, broken: Store, failures: int) -> None:
+        super().__init__(store)
         self.broken = broken
         self.failures = failures
 
@@ -72,7 +76,7 @@ class FailingStore(CountingStore):
 
 @pytest.fixture
 def store(engine: AsyncEngine) -> CountingStore:
-    return CountingStore(engine)
+    return CountingStore(create_store(engine))
 
 
 @pytest.fixture
@@ -84,7 +88,7 @@ async def dead_store(database_url: str, tmp_path: Path) -> AsyncIterator[Store]:
     else:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/notifier"
     engine = db.create_engine(url)
-    yield Store(engine)
+    yield create_store(engine)
     await engine.dispose()
 
 
@@ -134,7 +138,7 @@ async def test_concurrent_heads_are_each_their_own_user_in_few_batched_queries(
 
 async def test_reads_arriving_during_a_query_share_the_next_one(store: CountingStore) -> None:
     """While one query runs, the reads that arrive wait and then go together in one."""
-    gated = GatedStore(store.engine)
+    gated = GatedStore(store.store)
     first = new_user()
     later = [new_user() for _ in range(40)]
     expected = {first: 2} | {user: index % 4 for index, user in enumerate(later)}
@@ -158,7 +162,7 @@ async def test_a_failed_query_reaches_every_waiting_caller_and_the_reader_recove
     """The first query hits a database that is not there: every caller in it (both reads
     of the same user too) gets the error; the next batch of the same run and a read after
     the run both reach the real database."""
-    failing = FailingStore(store.engine, broken=dead_store, failures=1)
+    failing = FailingStore(store.store, broken=dead_store, failures=1)
     users = [new_user() for _ in range(4)]
     expected = dict(zip(users, [1, 2, 0, 3], strict=True))
     await publish_heads(failing, expected)
@@ -193,7 +197,7 @@ async def test_a_failure_when_every_query_fails_does_not_wedge_the_reader(
                 raise OSError("database unreachable")
             return await super().heads(user_ids, chunk)
 
-    flaky = Flaky(store.engine)
+    flaky = Flaky(store.store)
     user = new_user()
     await publish_heads(flaky, {user: 4})
     reader = HeadReader(flaky)
@@ -212,7 +216,7 @@ async def test_a_cancelled_caller_does_not_break_the_others(
     """Callers cancelled while their query runs (the one that started the reader, one of
     two reading the same user, one alone for its user) change nothing for the others, and
     the reader logs no error and keeps working."""
-    gated = GatedStore(store.engine)
+    gated = GatedStore(store.store)
     users = [new_user() for _ in range(5)]
     expected = dict(zip(users, [3, 1, 4, 1, 5], strict=True))
     await publish_heads(gated, expected)

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifier.core.frames import MAX_SEQ
+from notifier.wire.frames import MAX_SEQ
 
 
 def _no_nul(value: str) -> str:

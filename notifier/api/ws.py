@@ -27,7 +27,9 @@ from notifier import metrics
 from notifier.auth import AuthError, bearer
 from notifier.connection import CLOSE_INTERNAL_ERROR, CLOSE_UNAUTHORIZED, Connection
 from notifier.core.claims import UserIdentity
-from notifier.core.frames import (
+from notifier.core.ratelimit import TokenBucket
+from notifier.service import Service
+from notifier.wire.frames import (
     PONG,
     Auth,
     FrameError,
@@ -37,8 +39,6 @@ from notifier.core.frames import (
     parse_client_frame,
     parse_seq,
 )
-from notifier.core.ratelimit import TokenBucket
-from notifier.service import Service
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.bus.base import Announcement, Bus, BusHandlers
+from notifier.bus.base import Bus, BusHandlers
 from notifier.bus.memory import MemoryBus
 
-__all__ = ["Announcement", "Bus", "BusHandlers", "MemoryBus", "create_bus"]
+__all__ = ["Bus", "BusHandlers", "MemoryBus", "create_bus"]
 
 
 def create_bus(kind: str, *, engine: AsyncEngine, redis_url: str, origin: str) -> Bus:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from notifier.bus.base import Bus, BusHandlers
+from notifier.wire.notification import Notification
 
 
 class MemoryBus(Bus):
@@ -12,4 +15,8 @@ class MemoryBus(Bus):
         return None
 
     async def stop(self) -> None:
+        return None
+
+    async def announce(self, notifications: Sequence[Notification]) -> None:
+        """Nothing to do: the service has delivered them to this, the only, instance."""
         return None

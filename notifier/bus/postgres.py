@@ -1,9 +1,10 @@
 """PostgreSQL LISTEN/NOTIFY: fan-out with no component beyond the database.
 
-NOTIFY runs inside the publishing statement (the store builds the payloads in SQL, see
-`TransactionNotify`), so an announcement is delivered exactly when its rows commit and
-never for a rolled-back one. Payloads stay under the 8000-byte limit: a frame too large
-travels as a reference (user and seq) that the receiving sockets fetch from the database.
+NOTIFY runs inside the publishing statement (the store adds the SQL that builds the
+payloads, given this bus's `TransactionNotify`), so an announcement is delivered exactly
+when its rows commit and never for a rolled-back one. Payloads stay under the 8000-byte
+limit: a frame too large travels as a reference (user and seq) that the receiving sockets
+fetch from the database.
 LISTEN runs on one dedicated asyncpg connection, supervised: it is health-checked,
 reconnected with jittered backoff, and every reconnect tells the hub to catch all
 sockets up, since announcements sent meanwhile are lost.
@@ -14,16 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.bus.base import MAX_PAYLOAD_BYTES, Announcement, TransactionNotify
 from notifier.bus.supervisor import SupervisedBus
+from notifier.wire.announcement import (
+    MAX_PAYLOAD_BYTES,
+    Announcement,
+    TransactionNotify,
+    origin_prefix,
+)
+from notifier.wire.notification import Notification
 
 CHANNEL = "notifier"
 log = logging.getLogger("notifier.bus")
@@ -56,9 +63,9 @@ class PostgresBus(SupervisedBus):
         self._engine = engine
         self._dsn = asyncpg_dsn(engine.url.render_as_string(hide_password=False))
         self._origin = origin
-        # Announcements start with their origin (`Announcement.encode`): this instance's
-        # own, which it delivered at commit, are dropped without being parsed.
-        self._own_prefix = '{"o":' + orjson.dumps(origin).decode() + ","
+        # This instance's own payloads, delivered locally at commit, are dropped
+        # without being parsed.
+        self._own_prefix = origin_prefix(origin)
         self._in_transaction = TransactionNotify(CHANNEL, origin)
         self._health_interval = health_interval
         self._conn: Any = None
@@ -67,6 +74,10 @@ class PostgresBus(SupervisedBus):
     @property
     def in_transaction(self) -> TransactionNotify:
         return self._in_transaction
+
+    async def announce(self, notifications: Sequence[Notification]) -> None:
+        """Nothing to do: the publishing statement announced them at commit."""
+        return None
 
     async def announce_read(self, user_id: str, frame: str) -> None:
         payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)

@@ -20,9 +20,9 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from notifier.bus.base import Announcement
 from notifier.bus.supervisor import SupervisedBus
-from notifier.core.notification import Notification
+from notifier.wire.announcement import Announcement
+from notifier.wire.notification import Notification
 
 log = logging.getLogger("notifier.bus")
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from notifier.api.body import parse
 from notifier.api.deps import ServiceDep, UserDep
 from notifier.api.schemas import ReadIn
-from notifier.core.frames import MAX_SEQ
-from notifier.core.notification import list_body
+from notifier.wire.frames import MAX_SEQ
+from notifier.wire.notification import list_body
 
 router = APIRouter(prefix="/v1/me/notifications", tags=["inbox"])
 

@@ -19,9 +19,9 @@ from notifier.api.body import parse
 from notifier.api.deps import authenticate_publisher
 from notifier.api.schemas import BatchIn, PublishIn
 from notifier.core.idempotency import fingerprint
-from notifier.core.notification import list_body
 from notifier.service import Service
 from notifier.store import IdempotencyConflict, NewNotification
+from notifier.wire.notification import list_body
 
 router = APIRouter(prefix="/v1/notifications", tags=["publish"])
 

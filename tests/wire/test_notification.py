@@ -1,4 +1,4 @@
-"""The Notification object and its serialization (notifier/core/notification.py)."""
+"""The Notification object and its serialization (notifier/wire/notification.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from notifier.core.notification import Notification, list_body, rfc3339
+from notifier.wire.notification import (
+    COLUMNS,
+    FRAME_SQL,
+    Notification,
+    frame_around_seq,
+    list_body,
+    rfc3339,
+)
+from notifier.wire.notification import FIELDS as WIRE_FIELDS
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 FIELDS = {"id", "user_id", "seq", "type", "data", "created_at", "read_at"}
@@ -105,3 +113,42 @@ def test_rfc3339_answers_each_moment_when_moments_alternate() -> None:
         assert rfc3339(first) == "2026-01-02T03:04:05.000006Z"
         assert rfc3339(second) == "2026-01-02T03:04:05.000006Z"
         assert rfc3339(third) == "2027-01-01T00:00:00.000000Z"
+
+
+def test_python_and_postgresql_write_the_fields_of_one_list_in_its_order() -> None:
+    """`FIELDS` is the one list of the object's keys: `to_dict`, the frame of a new
+    notification (`frame_around_seq`) and the frame PostgreSQL writes for replay
+    (`FRAME_SQL`, generated from it) all name its keys in its order, and PostgreSQL reads
+    each from its column."""
+    keys = [f.key for f in WIRE_FIELDS]
+    assert keys == ["id", "user_id", "seq", "type", "data", "created_at", "read_at"]
+    notification = make()
+    assert list(notification.to_dict()) == keys
+    assert list(json.loads(notification.json)) == keys
+    before, after = frame_around_seq(
+        notification.id, "alice", "comment.created", "{}", notification.created_at
+    )
+    new = json.loads(before + "17" + after)
+    assert list(new) == ["type", "notification"]
+    assert list(new["notification"]) == keys
+    assert re.findall(r'"(\w+)":', FRAME_SQL) == ["type", "notification", *keys]
+    assert tuple(f.column for f in WIRE_FIELDS) == COLUMNS
+    for f in WIRE_FIELDS:
+        assert f.column in FRAME_SQL
+
+
+def test_the_replay_frame_sql_writes_each_kind_as_python_does() -> None:
+    """Each kind has its SQL: strings escaped by to_json, timestamps as rfc3339 (6 digits,
+    UTC, Z), read_at null when unset, data embedded as stored."""
+    assert FRAME_SQL == (
+        '\'{"type":"notification","notification":{"id":"\' || id::text'
+        ' || \'","user_id":\' || to_json(user_id)::text'
+        " || ',\"seq\":' || seq::text"
+        " || ',\"type\":' || to_json(type)::text"
+        " || ',\"data\":' || data"
+        " || ',\"created_at\":\"' || to_char(created_at AT TIME ZONE 'UTC',"
+        ' \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
+        " || '\",\"read_at\":' || COALESCE('\"' || to_char(read_at AT TIME ZONE 'UTC',"
+        " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '\"', 'null')"
+        " || '}}'"
+    )

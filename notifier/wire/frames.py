@@ -1,4 +1,5 @@
-"""Client frames: what a socket may say, parsed without I/O."""
+"""WebSocket frames but the notification's (`wire.notification`): what a client may say,
+parsed without I/O, and the server's read, replayed, error and pong frames."""
 
 from __future__ import annotations
 

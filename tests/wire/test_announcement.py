@@ -1,15 +1,22 @@
-"""Bus payloads and connection strings, without a bus."""
+"""Bus payloads, without a bus (notifier/wire/announcement.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from notifier.bus.base import MAX_INLINE_FRAME, Announcement
-from notifier.bus.postgres import asyncpg_dsn
-from notifier.core.notification import Notification, frame_around_seq
+from notifier.wire.announcement import (
+    MAX_INLINE_FRAME,
+    MAX_PAYLOAD_BYTES,
+    Announcement,
+    TransactionNotify,
+    notify_parameters,
+    origin_prefix,
+)
+from notifier.wire.notification import Notification, frame_around_seq
 
 
 def _notification(data_json: str) -> Notification:
@@ -60,18 +67,6 @@ def test_foreign_payloads_are_refused(payload: str) -> None:
     """Anything else on the channel is not mistaken for an announcement."""
     with pytest.raises(ValueError):
         Announcement.decode(payload)
-
-
-@pytest.mark.parametrize(
-    ("url", "dsn"),
-    [
-        ("postgresql+asyncpg://u:p@h:5/db", "postgresql://u:p@h:5/db"),
-        ("postgresql+asyncpg://u@h/db?ssl=require", "postgresql://u@h/db?sslmode=require"),
-    ],
-)
-def test_listen_connection_dsn(url: str, dsn: str) -> None:
-    """The LISTEN connection gets a libpq DSN: no driver name, `ssl=` as `sslmode=`."""
-    assert asyncpg_dsn(url) == dsn
 
 
 def _many(count: int, data_json: str = '{"a":1}') -> list[Announcement]:
@@ -125,3 +120,54 @@ def test_an_announcement_around_its_seq_is_its_json(user: str, type_: str, data_
     first, middle, last = Announcement.around_seq(user, n.created_at.timestamp(), before, after)
     joined = first + "1234567" + middle + "1234567" + last
     assert joined.encode() == orjson.dumps(Announcement.of(n).body())
+
+
+@pytest.mark.parametrize("origin", ["me", "a", "ab", 'host"1\\\u2028', "中文 🎉"])
+def test_every_payload_of_an_origin_starts_with_its_prefix(origin: str) -> None:
+    """The postgres bus drops its own payloads by `origin_prefix` without parsing them:
+    every encoding of every kind of announcement, and every packed payload, starts with
+    it, and none from another origin does (even one it is a prefix of)."""
+    prefix = origin_prefix(origin)
+    sent = [
+        *_many(2),
+        Announcement(user_id="bob", read_frame='{"type":"read"}'),
+        _many(1, '{"a":"' + "x" * (MAX_INLINE_FRAME * 2) + '"}')[0],
+    ]
+    payloads = [a.encode(origin) for a in sent] + [a.encode(origin, None) for a in sent]
+    packed = ",".join(orjson.dumps(a.body()).decode() for a in sent)
+    payloads.append(TransactionNotify("c", origin).head + packed + "]}")
+    for payload in payloads:
+        assert payload.startswith(prefix)
+        assert Announcement.decode_many(payload)[0] == origin
+    for other in ["", origin[:-1], origin + "b", "b" + origin, origin.upper() + "x"]:
+        if other != origin:
+            assert not Announcement(user_id="u").encode(other).startswith(prefix)
+            assert not TransactionNotify("c", other).head.startswith(prefix)
+
+
+def test_notify_parameters_are_each_announcements_pieces_and_the_packing() -> None:
+    """`notify_parameters` are what NOTIFY_SQL joins: each new notification's
+    announcement pieces, its end without frame, the channel, the head and the room; with
+    no TransactionNotify, a NULL channel (nothing announced)."""
+
+    @dataclass
+    class New:
+        user_id: str
+        frame_before: str
+        frame_after: str
+
+    moment = datetime(2026, 11, 24, 1, 2, 3, 456789, tzinfo=UTC)
+    fresh = [New("u1", "b1", "a1"), New('u"2', "b2", "a2")]
+    notify = TransactionNotify("chan", "me")
+    first, middle, last, bare, channel, head, room = notify_parameters(notify, fresh, moment)
+    stamp = moment.timestamp()
+    pieces = [
+        Announcement.around_seq(f.user_id, stamp, f.frame_before, f.frame_after) for f in fresh
+    ]
+    assert (first, middle, last) == tuple([p[i] for p in pieces] for i in range(3))
+    without_frame = Announcement(user_id="u1", seq=5, created_at=moment.timestamp())
+    assert (first[0] + "5" + str(bare)).encode() == orjson.dumps(without_frame.body())
+    assert (channel, head, room) == ("chan", notify.head, notify.room)
+    assert len(head.encode()) + 2 * notify.room + len("]}") <= MAX_PAYLOAD_BYTES
+    silent = notify_parameters(None, fresh, moment)
+    assert len(silent) == 7 and silent[4] is None

@@ -16,12 +16,18 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import db
-from notifier.bus.base import MAX_PAYLOAD_BYTES, Announcement, TransactionNotify
 from notifier.bus.postgres import asyncpg_dsn
-from notifier.core.notification import Notification
-from notifier.store import IdempotencyConflict, NewNotification, PublishRequest, Store
+from notifier.store import (
+    IdempotencyConflict,
+    NewNotification,
+    PublishRequest,
+    Store,
+    create_store,
+)
+from notifier.wire.announcement import MAX_PAYLOAD_BYTES, Announcement, TransactionNotify
+from notifier.wire.notification import Notification
+from tests.store.test_frames import DATA, HOSTILE, TYPES
 from tests.support import new_user
-from tests.test_store_frames import DATA, HOSTILE, TYPES
 
 ORIGIN = "origin-" + HOSTILE[:20]
 
@@ -30,7 +36,7 @@ ORIGIN = "origin-" + HOSTILE[:20]
 async def pg_store(pg_database: str) -> AsyncIterator[Store]:
     engine: AsyncEngine = db.create_engine(pg_database)
     try:
-        yield Store(engine)
+        yield create_store(engine)
     finally:
         await engine.dispose()
 

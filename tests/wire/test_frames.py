@@ -1,5 +1,5 @@
 """Client frame parsing, the `after` parameter and server frame builders
-(notifier/core/frames.py)."""
+(notifier/wire/frames.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from notifier.core.frames import (
+from notifier.wire.frames import (
     MAX_SEQ,
     PONG,
     Auth,

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from notifier.core.notification import Notification
 from notifier.store import IdempotencyConflict, NewNotification, PublishRequest, Store
+from notifier.wire.notification import Notification
 from tests.support import new_user
 
 CONTROL = "".join(chr(c) for c in range(0x01, 0x20)) + "\x7f"
