@@ -1,8 +1,8 @@
 """Run a coroutine in the caller's step until it would wait; only then give it a task.
 
 Fan-out delivers a live frame to every socket of a user, and nearly always the socket
-takes it at once. Writing it in the delivering step costs 0.4 µs; a task per delivered
-frame cost 4.8 µs of overhead (measured). So a socket's sender starts eagerly: `step`
+takes it at once. A task per delivered frame cost 4.8 µs of overhead, against 0.4 µs for
+driving the sender in place (measured). So a socket's sender starts eagerly: `step`
 sends into the coroutine directly and, if it finishes, no task ever exists. If it waits
 (the client's buffer is full, a database read), a task carries it on from that point, so
 that what it waits for, and its cancellation, belong to a task of its own rather than to
