@@ -34,6 +34,13 @@ def live(store: Store, send: Any) -> Connection:
     return connection
 
 
+async def until_closed(connection: Connection) -> None:
+    """Until the close frame is out."""
+    async with asyncio.timeout(2):
+        while connection.state is not State.CLOSED:
+            await asyncio.sleep(0.001)
+
+
 def texts(sent: list[MutableMapping[str, Any]]) -> list[str]:
     return [m["text"] for m in sent if m["type"] == "websocket.send"]
 
@@ -109,9 +116,7 @@ async def test_a_close_requested_during_the_handshake_wins(store: Store) -> None
     assert connection.state is State.CLOSING
     connection.start()
     connection.offer(6, "frame-6", None)
-    async with asyncio.timeout(2):
-        while connection.state is not State.CLOSED:
-            await asyncio.sleep(0.001)
+    await until_closed(connection)
     assert sent == [{"type": "websocket.close", "code": 4401, "reason": "token expired"}]
 
 
@@ -130,9 +135,7 @@ async def test_the_first_close_is_the_one_sent(store: Store) -> None:
     connection.request_close(4401, "token expired")
     assert (connection.state, connection.close_code) == (State.CLOSING, 1013)
     writable.set()
-    async with asyncio.timeout(2):
-        while connection.state is not State.CLOSED:
-            await asyncio.sleep(0.001)
+    await until_closed(connection)
     connection.request_close(4401, "token expired")
     connection.discard()
     close = {
