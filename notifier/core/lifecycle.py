@@ -5,12 +5,15 @@ with resume it starts in REPLAYING, reading the database up to the head (FINISH_
 LIVE). A requested close (REQUEST_CLOSE) makes any open phase CLOSING: from then on nothing
 is queued, and the first close's code and reason are the ones sent, whoever asks later (the
 expiry clock, a renewal refused, a slow client, the sender's own failure). CLOSED follows
-once the close frame is out or the endpoint is done with the socket. Anything else is a bug
-in the caller: it is refused at once, rather than sending frames in a phase that has none.
+once the close frame is out or the endpoint is done with the socket. A close requested
+during the handshake (the token expired while the head was read) wins over BEGIN_LIVE.
+Anything else is a bug in the caller: it is refused at once, rather than sending frames in
+a phase that has none.
 
 Values are immutable, and the open ones exist once for the whole process: an open socket
-holds a reference to a shared value, not a state object of its own (one exists per open
-socket, and 100,000 of them is a goal). A close makes one small value for its socket.
+holds a reference to a shared value, not a state object of its own (there is a
+`Connection` per open socket, and 100,000 of them is a goal). A close makes one small
+value for its socket.
 """
 
 from __future__ import annotations
