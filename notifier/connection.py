@@ -1,15 +1,14 @@
-"""One WebSocket after its handshake: an explicit state machine and its sender.
+"""One WebSocket after its handshake: its phase, its seqs and its sender.
 
-States: HANDSHAKE (subscribed, position not yet known), REPLAYING (reading the database
-up to the head), LIVE (queueing live frames), CLOSING (a close code is chosen; nothing
-more is queued), CLOSED. The `Sequencer` decides for each seq; this class does the I/O
-around it.
+Two pure objects decide, and this class does the I/O around them: the socket's
+`Lifecycle` (HANDSHAKE, REPLAYING, LIVE, CLOSING, CLOSED, and the close code once one is
+requested; see `notifier.core.lifecycle`) and the `Sequencer`, which decides for each seq.
 
 One sender at a time owns every write, so frames go out in order and each `send` waits
 for the socket to drain: replay and gap fill are paced by the client. The sender exists
 only while there is something to send: an idle socket costs no task (most sockets are
 idle most of the time, and a task with its coroutine is a few KiB). A live frame that
-the socket takes at once is written in the step that delivers it (see `_wake`). Live
+the socket takes at once is written in the step that delivers it (`notifier.eager`). Live
 frames wait in a byte-bounded queue; a burst beyond the bound (one large batch) spills
 to the database and is paged out as the socket drains, so a reading client is never
 closed for a burst. A socket whose queue is full while its last write has not completed
@@ -19,15 +18,14 @@ for `stall_seconds` is not reading: it is closed with 1013. Fan-out never blocks
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
-import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from notifier import metrics
+from notifier import eager, metrics
+from notifier.core.lifecycle import InvalidTransition, Lifecycle, State, opened
 from notifier.core.sequencer import Offer, Sequencer, replay_complete
 from notifier.store import Store
 from notifier.wire.frames import replayed_frame
@@ -49,14 +47,6 @@ class _ClientGone(Exception):
     """A write found the socket closed (told apart from a database OSError)."""
 
 
-class State(enum.Enum):
-    HANDSHAKE = "handshake"
-    REPLAYING = "replaying"
-    LIVE = "live"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
 class Connection:
     """Implements `hub.Subscriber` for one socket."""
 
@@ -65,6 +55,7 @@ class Connection:
         "_close_timeout",
         "_first_replayed",
         "_head_at_start",
+        "_life",
         "_loop",
         "_max_buffer",
         "_missing",
@@ -81,11 +72,8 @@ class Connection:
         "_stall_seconds",
         "_stall_timer",
         "_store",
-        "close_code",
-        "close_reason",
         "expires_at",
         "gave_up",
-        "state",
         "user_id",
     )
 
@@ -102,8 +90,7 @@ class Connection:
         close_timeout: float = 30.0,
     ) -> None:
         self.user_id = user_id
-        replay = replay_after is not None
-        self.state = State.REPLAYING if replay else State.HANDSHAKE
+        self._life: Lifecycle = opened(resume=replay_after is not None)
         self._store = store
         self._send = send
         # Without resume, announcements before the position is known only raise `wanted`.
@@ -122,38 +109,47 @@ class Connection:
         self._queue: deque[tuple[str, float | None]] | None = None
         """Created with the first queued frame and dropped when it empties."""
         self._queued_bytes = 0
-        self._sender: asyncio.Task[None] | _Stepping | None = None
+        self._sender: asyncio.Task[None] | eager.Stepping | None = None
         self._owner: asyncio.Task[Any] | None = None
         """The endpoint's task, cancelled if the client never takes its close frame."""
         # Kept: in CPython 3.11 each asyncio.get_running_loop() is a getpid() system call,
         # and the sender would make one per frame.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._missing = 0
-        self.close_code: int | None = None
-        self.close_reason = ""
         self.gave_up = False
         """True once the close frame could not be written within `close_timeout`."""
         self.expires_at: float | None = None
         """When the socket's token expires (kept by `expiry.Expiries`)."""
 
+    @property
+    def state(self) -> State:
+        return self._life.state
+
+    @property
+    def close_code(self) -> int | None:
+        """None until a close is requested; then the code of the first one."""
+        return self._life.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._life.close_reason
+
     def start_at(self, head: int) -> None:
         """Without resume: the user's head seq, read after subscribing, before accept."""
-        assert self.state is State.HANDSHAKE
+        self._life = self._life.begin_live()
         self._sequencer.start_from(head)
-        self.state = State.LIVE
 
     def start(self) -> None:
         """The handshake is accepted (called from the endpoint's task): frames may flow."""
-        assert self.state is not State.HANDSHAKE, "start_at() first"
+        if self._life.state is State.HANDSHAKE:
+            raise InvalidTransition("start() before start_at(): the position is not known")
         self._owner = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
         self._wake()
 
     def discard(self) -> None:
         """The endpoint is done with this socket: stop everything it still runs."""
-        if self.close_code is None:
-            self.close_code = CLOSE_GONE
-        self.state = State.CLOSED
+        self._life = self._life.request_close(CLOSE_GONE, "").closed()
         self._drop_queue()
         sender = self._sender
         if sender is not None and sender is not asyncio.current_task():
@@ -163,7 +159,7 @@ class Connection:
     # -- hub.Subscriber: called from the fan-out, never blocks -------------------------
 
     def offer(self, seq: int, frame: str | None, created_at: float | None) -> None:
-        if self.close_code is not None:
+        if not self._life.accepting:
             return
         room = frame is None or self._queued_bytes + len(frame) <= self._max_buffer
         decision = self._sequencer.offer(seq, has_frame=frame is not None, room=room)
@@ -173,12 +169,12 @@ class Connection:
         elif decision is Offer.FETCH:
             if not room:
                 self._watch_for_stall()
-            elif self.state is State.LIVE:
+            elif self._life.live:
                 metrics.GAP_FILLS.inc()
             self._wake()
 
     def push(self, frame: str) -> None:
-        if self.close_code is not None:
+        if not self._life.accepting:
             return
         if self._queued_bytes + len(frame) > self._max_buffer:
             self._watch_for_stall()
@@ -197,32 +193,25 @@ class Connection:
         """Start a sender if there is none (and the handshake is accepted).
 
         A live frame is written at once, in the caller's step: the sender runs eagerly
-        until it would wait, which it does not when the socket takes the frame (the
-        usual case). A task per delivered frame cost 4.8 µs of overhead against 0.4 µs
-        for driving the sender in place (measured). Only a write that must wait for the client,
-        and all other work (replay, gap fill, the close frame), goes on in a task: that
-        work awaits the database and timeouts, which must belong to the sender's own
-        task, not to whichever task delivered the frame.
+        (`eager.step`) and needs no task when the socket takes the frame (the usual
+        case). All other work (replay, gap fill, the close frame) awaits the database
+        and timeouts, and runs in a task from the start.
         """
         loop = self._loop
-        if self._sender is not None or loop is None or self.state is State.CLOSED:
+        life = self._life
+        if self._sender is not None or loop is None or life.ended:
             return
-        run = self._run()
-        if self.state is State.LIVE and self.close_code is None and not self._sequencer.fetching:
+        if life.live and not self._sequencer.fetching:
             # Marked running, so that a wake from inside the step (a failed send that
             # requests the close) leaves the close frame to this sender, not a second.
-            self._sender = _STEPPING
-            try:
-                waiting_on = run.send(None)
-            except StopIteration:
-                return  # `_run` has cleared `_sender`
-            self._sender = loop.create_task(_go_on(run, waiting_on))
+            self._sender = eager.STEPPING
+            self._sender = eager.step(loop, self._run())  # None: done, `_run` cleared it
         else:
-            self._sender = loop.create_task(run)
+            self._sender = loop.create_task(self._run())
 
     def _watch_for_stall(self) -> None:
         """The queue is full: close with 1013 if the socket is not reading."""
-        if self._stall_timer is not None or self.close_code is not None:
+        if self._stall_timer is not None or not self._life.accepting:
             return
         loop = asyncio.get_running_loop()
         started = self._send_started
@@ -243,11 +232,10 @@ class Connection:
     def request_close(self, code: int, reason: str) -> None:
         """Close after the write in flight; frames still queued are dropped (they stay
         in the database for the resume)."""
-        if self.close_code is not None:
-            return
-        self.close_code = code
-        self.close_reason = reason
-        self.state = State.CLOSING
+        life = self._life
+        self._life = life.request_close(code, reason)
+        if self._life is life:
+            return  # a close was requested before: the first one wins
         self._drop_queue()
         self._wake()
 
@@ -278,15 +266,15 @@ class Connection:
             except Exception:  # the database failed: the client resumes
                 log.exception("socket sender failed", extra={"user_id": self.user_id})
                 self.request_close(CLOSE_INTERNAL_ERROR, "internal error, reconnect")
-            if self.close_code is not None:
+            if not self._life.accepting:
                 await self._send_close()
         finally:
             self._sender = None
 
     async def _send_close(self) -> None:
         self._discard_prefetch()
-        assert self.close_code is not None
-        message = {"type": "websocket.close", "code": self.close_code, "reason": self.close_reason}
+        life = self._life
+        message = {"type": "websocket.close", "code": life.close_code, "reason": life.close_reason}
         try:
             await asyncio.wait_for(self._send(message), self._close_timeout)
         except TimeoutError:
@@ -295,7 +283,7 @@ class Connection:
                 self._owner.cancel()
         except OSError:
             pass  # the client is already gone
-        self.state = State.CLOSED
+        self._life = self._life.closed()
 
     async def _send_text(self, text: str) -> None:
         assert self._loop is not None, "start() first"
@@ -308,7 +296,7 @@ class Connection:
 
     async def _send_loop(self) -> None:
         """Until the queue is empty and nothing is to be fetched, or a close is requested."""
-        while self.close_code is None:
+        while self._life.accepting:
             queue = self._queue
             if queue:
                 frame, created_at = queue.popleft()
@@ -324,7 +312,7 @@ class Connection:
                 return
 
     async def _fetch_page(self) -> None:
-        if self.state is State.REPLAYING and self._head_at_start is None:
+        if self._life.state is State.REPLAYING and self._head_at_start is None:
             # Read before the first page: a publish committing during the replay must not
             # look like a deleted notification (see replay_complete).
             self._head_at_start = await self._store.head(self.user_id)
@@ -340,7 +328,7 @@ class Connection:
         sent = 0
         try:
             for seq, frame in rows:
-                if self.close_code is not None:
+                if not self._life.accepting:
                     return
                 if self._sequencer.take_fetched(seq):
                     if self._first_replayed is None:
@@ -352,7 +340,7 @@ class Connection:
         exhausted = len(rows) < self._page_size
         if self._sequencer.fetch_done(exhausted=exhausted):
             self._missing = 0
-            if self.state is State.REPLAYING:
+            if self._life.state is State.REPLAYING:
                 await self._finish_replay()
         elif exhausted:
             await self._wait_for_missing()
@@ -377,7 +365,7 @@ class Connection:
         last = self._sequencer.queued
         head = self._head_at_start if self._head_at_start is not None else last
         complete = replay_complete(self._replay_from, self._first_replayed, head)
-        self.state = State.LIVE
+        self._life = self._life.finish_replay()
         await self._send_text(replayed_frame(last, complete))
 
     async def _wait_for_missing(self) -> None:
@@ -390,44 +378,10 @@ class Connection:
             )
             self._sequencer.give_up_on_missing()
             self._missing = 0
-            if self.state is State.REPLAYING:
+            if self._life.state is State.REPLAYING:
                 await self._finish_replay()
             return
         await asyncio.sleep(min(0.5, 0.01 * self._missing))
-
-
-class _Stepping:
-    """`Connection._sender` while the sender runs eagerly in someone else's step."""
-
-    def cancel(self) -> bool:
-        return False  # nothing to cancel: the step ends before anything else runs
-
-
-_STEPPING = _Stepping()
-
-
-async def _go_on(run: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    await _drive(run, waiting_on)
-
-
-@types.coroutine
-def _drive(run: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
-    """Drive `run`, which an eager step left suspended on `waiting_on`, as its own task
-    would: what it waits on goes up to the task, and what the task sends or throws in
-    (the wake-up, a cancellation) goes down to `run`."""
-    while True:
-        try:
-            sent = yield waiting_on
-        except BaseException as error:
-            try:
-                waiting_on = run.throw(error)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting_on = run.send(sent)
-            except StopIteration:
-                return
 
 
 def _retrieve(task: asyncio.Task[list[tuple[int, str]]]) -> None:

@@ -1,7 +1,7 @@
 """A socket's sender (notifier/connection.py), driven through its ASGI `send`: a live
 frame the socket takes at once is written in the step that delivers it, a write that has
-to wait goes on in a task without losing or reordering frames, and a failing write
-ends in exactly one close frame."""
+to wait goes on in a task without losing or reordering frames, a failing write ends in
+exactly one close frame, and its phases follow the lifecycle's table."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
+import pytest
+
 from notifier.connection import Connection
+from notifier.core.lifecycle import InvalidTransition, State
 from notifier.store import Store
 
 
-def live(store: Store, send: Any) -> Connection:
-    connection = Connection(
+def handshaking(store: Store, send: Any) -> Connection:
+    return Connection(
         user_id="u",
         store=store,
         send=send,
@@ -22,9 +25,20 @@ def live(store: Store, send: Any) -> Connection:
         page_size=100,
         max_buffer_bytes=1 << 20,
     )
+
+
+def live(store: Store, send: Any) -> Connection:
+    connection = handshaking(store, send)
     connection.start_at(0)
     connection.start()
     return connection
+
+
+async def until_closed(connection: Connection) -> None:
+    """Until the close frame is out."""
+    async with asyncio.timeout(2):
+        while connection.state is not State.CLOSED:
+            await asyncio.sleep(0.001)
 
 
 def texts(sent: list[MutableMapping[str, Any]]) -> list[str]:
@@ -85,3 +99,82 @@ async def test_a_failing_write_ends_in_exactly_one_close_frame(store: Store) -> 
     close = {"type": "websocket.close", "code": 1011, "reason": "internal error, reconnect"}
     assert sent == [close]
     assert connection.close_code == 1011
+    assert connection.state is State.CLOSED
+
+
+async def test_a_close_requested_during_the_handshake_wins(store: Store) -> None:
+    """A token that expires while the head is read: the socket never goes live, and its
+    only frame is the close."""
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    connection = handshaking(store, send)
+    connection.request_close(4401, "token expired")
+    connection.start_at(5)
+    assert connection.state is State.CLOSING
+    connection.start()
+    connection.offer(6, "frame-6", None)
+    await until_closed(connection)
+    assert sent == [{"type": "websocket.close", "code": 4401, "reason": "token expired"}]
+
+
+async def test_the_first_close_is_the_one_sent(store: Store) -> None:
+    """Later closes (expiry, a refused renewal, the endpoint's discard) change nothing."""
+    sent: list[MutableMapping[str, Any]] = []
+    writable = asyncio.Event()
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        await writable.wait()
+        sent.append(message)
+
+    connection = live(store, send)
+    connection.offer(1, "frame-1", None)  # waits for the client
+    connection.request_close(1013, "client too slow: outgoing buffer full")
+    connection.request_close(4401, "token expired")
+    assert (connection.state, connection.close_code) == (State.CLOSING, 1013)
+    writable.set()
+    await until_closed(connection)
+    connection.request_close(4401, "token expired")
+    connection.discard()
+    close = {
+        "type": "websocket.close",
+        "code": 1013,
+        "reason": "client too slow: outgoing buffer full",
+    }
+    assert sent == [{"type": "websocket.send", "text": "frame-1"}, close]
+    assert (connection.close_code, connection.close_reason) == (close["code"], close["reason"])
+
+
+async def test_a_socket_discarded_without_a_close_is_gone(store: Store) -> None:
+    """The client left: the socket ends CLOSED with 1006 and takes nothing more."""
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    connection = live(store, send)
+    connection.discard()
+    assert (connection.state, connection.close_code, connection.close_reason) == (
+        State.CLOSED,
+        1006,
+        "",
+    )
+    connection.offer(1, "frame-1", None)
+    connection.push("pong")
+    await asyncio.sleep(0.01)
+    assert sent == []
+
+
+async def test_out_of_order_calls_are_refused(store: Store) -> None:
+    """start() needs the position first, and a socket goes live once."""
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        pass
+
+    with pytest.raises(InvalidTransition, match="start_at"):
+        handshaking(store, send).start()
+    connection = live(store, send)
+    with pytest.raises(InvalidTransition, match="begin_live is not allowed in live"):
+        connection.start_at(3)
