@@ -28,8 +28,8 @@ from starlette.types import ASGIApp, Message, Scope
 
 from notifier.app import create_app
 from notifier.config import Settings
-from notifier.core.notification import Notification
 from notifier.store import NewNotification, Published
+from notifier.wire.notification import Notification
 
 API_KEY = "bench-publisher-key"
 Headers = list[tuple[bytes, bytes]]
