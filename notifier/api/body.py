@@ -7,19 +7,23 @@ changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from re import Pattern
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ValidationError
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Model = TypeVar("Model", bound=BaseModel)
 
 SINGLE_BODY_LIMIT = 1024 * 1024
+"""The limit of a route that declares none (`max_body_size`), and of unknown paths."""
 BATCH_BODY_LIMIT = 16 * 1024 * 1024
-_BATCH_PATH = "/v1/notifications/batch"
 
 
 async def _send_413(send: Send, limit: int) -> None:
@@ -38,21 +42,53 @@ async def _send_413(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class RouteLimits:
+    """The body limit of each route that declares one (FastAPI's `max_body_size`, as
+    included: a router's limit applies to its routes), by method and path."""
+
+    def __init__(self, routes: Sequence[BaseRoute], default: int) -> None:
+        self.default = default
+        self._exact: dict[tuple[str, str], int] = {}
+        self._patterns: list[tuple[Pattern[str], frozenset[str], int]] = []
+        for route in iter_route_contexts(routes):
+            limit = getattr(route, "max_body_size", None)
+            if limit is None:
+                continue
+            methods = frozenset(route.methods or ())
+            path: str = route.path or ""
+            if route.param_convertors:
+                self._patterns.append((route.path_regex, methods, limit))
+            else:
+                self._exact.update({(method, path): limit for method in methods})
+
+    def __call__(self, method: str, path: str) -> int:
+        limit = self._exact.get((method, path))
+        if limit is not None:
+            return limit
+        for pattern, methods, limit in self._patterns:
+            if method in methods and pattern.match(path):
+                return limit
+        return self.default
+
+
 class BodyLimit:
-    """Refuse an oversized body with 413 before the app sees any of it.
+    """Refuse an oversized body with 413 before the app sees any of it: the route's
+    declared limit, else `SINGLE_BODY_LIMIT`.
 
     `Content-Length` is checked first; a chunked body is buffered up to the limit and
-    refused as soon as it passes it.
+    refused as soon as it passes it. `routes` is read when the middleware stack is built
+    (at the first request), when every route is in place.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
+        self._limit = RouteLimits(routes, SINGLE_BODY_LIMIT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        limit = BATCH_BODY_LIMIT if scope["path"] == _BATCH_PATH else SINGLE_BODY_LIMIT
+        limit = self._limit(scope["method"], _route_path(scope))
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -87,6 +123,13 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as routes see it: without the `root_path` an ASGI server may prefix."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def parse(request: Request, model: type[Model]) -> Model:

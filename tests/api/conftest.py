@@ -1,0 +1,34 @@
+"""The whole app in process (SQLite), for tests of how its routes are served."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from notifier.app import App, create_app
+from notifier.config import Settings
+from tests.support import API_KEY, SECRET
+
+MAX_PAYLOAD = 1000
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[App]:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
+        jwt_secret=SECRET,
+        api_keys=[f"main:{API_KEY}"],
+        max_payload_bytes=MAX_PAYLOAD,
+    )
+    app = create_app(settings)
+    assert isinstance(app, App)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def client(app: App) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://notifier")
