@@ -1,4 +1,4 @@
-"""Settings from `NOTIFIER_*` environment variables (see shared/CONTRACT.md).
+"""Settings from `NOTIFIER_*` environment variables (every one: docs/reference.md).
 
 Validation that needs more than one value (both a secret and a public key, a missing
 secret on a public host) lives in `startup.py`, where it can name the fix in one line.
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=65536, ge=2, le=16 * 1024 * 1024)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # Extensions beyond the contract (documented in docs/configuration.md).
+    # Extensions of this implementation (docs/reference.md, "Configuration").
     ws_max_buffer_bytes: int = Field(default=1024 * 1024, ge=4096)
     """Live frames queued for one socket; beyond it a burst waits in the database."""
     ws_stall_seconds: float = Field(default=1.0, gt=0, le=600)
