@@ -1,6 +1,7 @@
-"""The documentation stands on its own: every relative link in a Markdown file reaches a
-file of the repository (and a heading, when it names one), and nothing points at files
-that only the authors had, outside the repository."""
+"""The documentation stands on its own and keeps up with the code: every relative link in
+a Markdown file reaches a file of the repository (and a heading, when it names one),
+nothing points at files that only the authors had, outside the repository, and the
+reference names every setting, command and flag."""
 
 from __future__ import annotations
 
@@ -97,3 +98,44 @@ def test_the_slug_rule_matches_github() -> None:
     assert slug("`GET /v1/me/notifications`") == "get-v1menotifications"
     assert slug("WebSocket: `GET /v1/ws`") == "websocket-get-v1ws"
     assert slug("Close codes (WebSocket)") == "close-codes-websocket"
+
+
+REFERENCE = ROOT / "docs" / "reference.md"
+
+
+def test_the_reference_names_every_setting() -> None:
+    """docs/reference.md documents every `NOTIFIER_*` variable the settings read."""
+    from notifier.config import Settings
+
+    text = REFERENCE.read_text()
+    missing = [
+        f"NOTIFIER_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`NOTIFIER_{name.upper()}`" not in text
+    ]
+    assert missing == []
+
+
+def test_the_reference_names_every_command_and_flag() -> None:
+    """docs/reference.md documents every command of the CLI and every one of its flags."""
+    import argparse
+
+    from notifier.cli import build_parser
+
+    text = REFERENCE.read_text()
+    [commands] = [
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    missing = []
+    for name, parser in commands.choices.items():
+        if f"`notifier {name}" not in text:
+            missing.append(name)
+        for action in parser._actions:
+            missing.extend(
+                f"{name} {flag}"
+                for flag in action.option_strings
+                if flag.startswith("--") and flag != "--help" and flag not in text
+            )
+    assert missing == []
