@@ -6,6 +6,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md alembic.ini ./
 COPY notifier ./notifier
 COPY migrations ./migrations
+COPY docs/asyncapi.yaml ./docs/asyncapi.yaml
 RUN python -m venv /opt/notifier \
     && /opt/notifier/bin/pip install --no-compile . \
     && find /opt/notifier -name '__pycache__' -prune -exec rm -rf {} +

@@ -1,4 +1,5 @@
-"""The whole app in process (SQLite), for tests of how its routes are served."""
+"""The whole app in process (SQLite), for tests of how its routes are served and of the
+published interface documents."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
         yield app
 
 
-def client(app: App) -> httpx.AsyncClient:
+def asgi_client(app: App) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://notifier")
+
+
+@pytest.fixture
+async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(app) as http:
+        yield http

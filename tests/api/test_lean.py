@@ -20,7 +20,7 @@ from notifier.api.deps import current_publisher
 from notifier.api.lean import LeanRoute, compile_handler
 from notifier.app import App
 from notifier.auth import Publisher
-from tests.api.conftest import MAX_PAYLOAD, client
+from tests.api.conftest import MAX_PAYLOAD, asgi_client
 from tests.support import API_KEY, make_token, new_user
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
@@ -109,7 +109,7 @@ async def test_compiled_and_fastapi_handlers_answer_alike(app: App, resolutions:
     lean_user, fastapi_user = new_user(), new_user()
     generic_runs = 0
     statuses: set[int] = set()
-    async with client(app) as http:
+    async with asgi_client(app) as http:
         for (path, headers, body), (_, other_headers, other_body) in zip(
             cases(lean_user), cases(fastapi_user), strict=True
         ):
@@ -153,7 +153,7 @@ async def test_dependency_overrides_apply_to_lean_routes(app: App) -> None:
         return Publisher("somebody")
 
     body = orjson.dumps({"user_id": new_user(), "type": "t", "data": {}})
-    async with client(app) as http:
+    async with asgi_client(app) as http:
         assert (await http.post("/v1/notifications", content=body)).status_code == 401
         app.dependency_overrides[current_publisher] = somebody
         try:

@@ -11,7 +11,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from notifier.app import App
-from tests.api.conftest import client
+from tests.api.conftest import asgi_client
 from tests.support import API_KEY, make_token, new_user
 
 
@@ -58,7 +58,7 @@ async def test_a_middleware_added_to_the_app_applies_to_every_route(app: App) ->
     app.add_middleware(Stamp)
     user = new_user()
     statuses: dict[tuple[str, str], set[int]] = {}
-    async with client(app) as http:
+    async with asgi_client(app) as http:
         for route in iter_route_contexts(app.routes):
             if route.path is None or route.methods is None:  # not HTTP
                 continue

@@ -1,5 +1,5 @@
 """WebSocket authentication: handshake refusals, `after` validation, token expiry while
-connected, the `auth` frame, and the Origin allow-list (CONTRACT.md, WebSocket: Auth,
+connected, the `auth` frame, and the Origin allow-list (docs/reference.md, WebSocket: Auth,
 Resume, Client frames, Lifetime; NOTIFIER_ALLOWED_ORIGINS)."""
 
 from __future__ import annotations

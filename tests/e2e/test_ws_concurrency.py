@@ -1,7 +1,7 @@
 """The concurrency test: many publishers for one user while a client keeps dropping and
 resuming with after=<last seen seq>, on one instance and across two instances sharing a
 PostgreSQL database. The client must end with every seq 1..N exactly once, in order
-(CONTRACT.md: seq; WebSocket: Resume, Lifetime)."""
+(docs/reference.md: seq; WebSocket: Resume, Lifetime)."""
 
 from __future__ import annotations
 

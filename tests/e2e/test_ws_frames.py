@@ -1,5 +1,5 @@
 """WebSocket frames: ping/pong, error frames for bad client frames, read state across a
-user's sockets, per-user isolation and fan-out to many sockets (CONTRACT.md, WebSocket:
+user's sockets, per-user isolation and fan-out to many sockets (docs/reference.md, WebSocket:
 Server frames, Client frames, Lifetime; HTTP POST /v1/me/notifications/read)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Socket lifetime: a client that does not read is closed with 1013 without slowing
 others or growing the server; SIGTERM closes sockets with 1012 and exits 0; committed
 notifications survive kill -9 and resume on a new process; an instance delivers what
-another instance on the same database committed (CONTRACT.md, WebSocket: Lifetime,
+another instance on the same database committed (docs/reference.md, WebSocket: Lifetime,
 Resume)."""
 
 from __future__ import annotations

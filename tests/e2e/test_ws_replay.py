@@ -1,7 +1,7 @@
 """WebSocket resume: `after=SEQ` replays every later notification in order, then a
 `replayed` frame, then live with no gap or duplicate; a long replay is paced by the
 socket and never trips the slow-client bound; `complete: false` after retention
-(CONTRACT.md, WebSocket: Resume, Lifetime)."""
+(docs/reference.md, WebSocket: Resume, Lifetime)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from notifier.api import responses as doc
 from notifier.api.body import parse
 from notifier.api.deps import ServiceDep, UserDep
 from notifier.api.schemas import ReadIn
@@ -15,7 +16,28 @@ from notifier.wire.notification import list_body
 router = APIRouter(prefix="/v1/me/notifications", tags=["inbox"])
 
 
-@router.get("")
+_LIST_EXAMPLE = {
+    "notifications": [
+        {**doc.NOTIFICATION_EXAMPLE, "seq": 18, "id": "5d0f3c7a-1b2e-4c9d-8e6f-7a1b2c3d4e5f"},
+        doc.NOTIFICATION_EXAMPLE,
+    ]
+}
+
+
+@router.get(
+    "",
+    response_model=None,
+    responses={
+        200: doc.success(
+            "The user's notifications: ascending with `after`, newest first otherwise.",
+            doc.NotificationList,
+            _LIST_EXAMPLE,
+        ),
+        401: doc.UNAUTHORIZED_USER,
+        422: doc.INVALID_QUERY,
+        503: doc.UNAVAILABLE,
+    },
+)
 async def list_notifications(
     user: UserDep,
     service: ServiceDep,
@@ -34,15 +56,47 @@ async def list_notifications(
     return Response(list_body(items), media_type="application/json")
 
 
-@router.get("/unread-count")
+@router.get(
+    "/unread-count",
+    response_model=None,
+    responses={
+        200: doc.success("Notifications of the user not read yet.", doc.UnreadCount, {"unread": 3}),
+        401: doc.UNAUTHORIZED_USER,
+        503: doc.UNAVAILABLE,
+    },
+)
 async def unread_count(user: UserDep, service: ServiceDep) -> dict[str, int]:
     return {"unread": await service.store.unread_count(user.user_id)}
 
 
 @router.post(
     "/read",
+    response_model=None,
     openapi_extra={
-        "requestBody": {"content": {"application/json": {"schema": ReadIn.model_json_schema()}}}
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": ReadIn.model_json_schema(),
+                    "examples": {
+                        "up_to_seq": {"value": {"up_to_seq": 17}},
+                        "ids": {"value": {"ids": [doc.NOTIFICATION_EXAMPLE["id"]]}},
+                    },
+                }
+            },
+        }
+    },
+    responses={
+        200: doc.success(
+            "`updated`: how many went from unread to read. The user's open sockets get a "
+            "`read` frame when it is above 0.",
+            doc.Updated,
+            {"updated": 2},
+        ),
+        401: doc.UNAUTHORIZED_USER,
+        413: doc.TOO_LARGE_BODY,
+        422: doc.INVALID,
+        503: doc.UNAVAILABLE,
     },
 )
 async def mark_read(request: Request, user: UserDep, service: ServiceDep) -> dict[str, int]:

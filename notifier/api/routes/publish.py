@@ -20,6 +20,7 @@ from notifier.api.deps import (
     ServiceDep,
 )
 from notifier.api.lean import LeanRoute
+from notifier.api.responses import BATCH_RESPONSES, PUBLISH_RESPONSES
 from notifier.api.schemas import BatchIn, PublishIn
 from notifier.core.idempotency import fingerprint
 from notifier.store import IdempotencyConflict, NewNotification
@@ -59,7 +60,7 @@ def _new(
         "requestBody": {"content": {_JSON: {"schema": PublishIn.model_json_schema()}}},
         "parameters": [IDEMPOTENCY_KEY_PARAMETER],
     },
-    responses={200: {"description": "Idempotent repeat: the original notification"}},
+    responses=PUBLISH_RESPONSES,
 )
 async def publish(
     request: Request, publisher: PublisherDep, key: IdempotencyKeyDep, service: ServiceDep
@@ -83,6 +84,7 @@ async def publish(
     openapi_extra={
         "requestBody": {"content": {_JSON: {"schema": BatchIn.model_json_schema()}}},
     },
+    responses=BATCH_RESPONSES,
 )
 async def publish_batch(request: Request, publisher: PublisherDep, service: ServiceDep) -> Response:
     """Store 1..1000 notifications in one transaction: all of them or none."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from notifier.app import App
-from tests.api.conftest import client
+from tests.api.conftest import asgi_client
 
 
 async def test_the_openapi_schema_describes_the_publish_routes(app: App) -> None:
     """Request bodies, the Idempotency-Key header and its rule, 200 and 201 answers."""
-    async with client(app) as http:
+    async with asgi_client(app) as http:
         schema = (await http.get("/openapi.json")).json()
     single = schema["paths"]["/v1/notifications"]["post"]
     batch = schema["paths"]["/v1/notifications/batch"]["post"]
