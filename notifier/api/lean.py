@@ -148,7 +148,7 @@ def _with_overrides(compiled: Handler, generic: Handler, provider: Any) -> Handl
     """`compiled`, but `generic` while the app has dependency overrides (tests)."""
 
     async def handler(request: Request) -> Response:
-        if provider is not None and getattr(provider, "dependency_overrides", None):
+        if _overridden(provider):
             return await generic(request)
         return await compiled(request)
 
@@ -160,13 +160,19 @@ def _serve(compiled: Handler, generic: ASGIApp, provider: Any) -> ASGIApp:
     wrapped handler) while the app has dependency overrides."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if provider is not None and getattr(provider, "dependency_overrides", None):
+        if _overridden(provider):
             await generic(scope, receive, send)
             return
         response = await compiled(Request(scope, receive, send))
         await response(scope, receive, send)
 
     return app
+
+
+def _overridden(provider: Any) -> bool:
+    """Whether the app (`provider`) has dependency overrides in use (tests): then
+    FastAPI's own resolution must run, since only it applies them."""
+    return provider is not None and bool(getattr(provider, "dependency_overrides", None))
 
 
 def _takes_only_the_request(dependant: Dependant) -> bool:
