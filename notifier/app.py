@@ -17,7 +17,7 @@ import notifier
 from notifier import db
 from notifier.api import lean, ws
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish
+from notifier.api.routes import client, demo, inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -104,6 +104,8 @@ def create_app(
     lean.include(app, publish.router)
     app.include_router(inbox.router)
     app.include_router(ops.router)
+    app.include_router(client.router)
+    app.include_router(demo.router)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)

@@ -1,0 +1,186 @@
+// The client against a real `notifier serve`: live delivery, resume with no gap or
+// duplicate, tokens (4401, renewal), the unread count, tabs sharing one connection.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { NotifierClient } from "../../../notifier/_static/client.js";
+import { newUser, seconds, startServer, token, until } from "./server.mjs";
+
+let server;
+before(async () => {
+  server = await startServer();
+});
+after(async () => {
+  await server?.stop();
+});
+
+class MemoryStorage {
+  items = new Map();
+  getItem(key) {
+    return this.items.get(key) ?? null;
+  }
+  setItem(key, value) {
+    this.items.set(key, String(value));
+  }
+  removeItem(key) {
+    this.items.delete(key);
+  }
+}
+
+/** A client with everything it emits recorded. */
+function open(user, options = {}) {
+  const client = new NotifierClient({
+    url: server.url,
+    getToken: () => token(user),
+    storage: new MemoryStorage(),
+    shareTabs: false,
+    minReconnectDelay: 50,
+    maxReconnectDelay: 500,
+    ...options,
+  });
+  const seen = { notifications: [], states: [], reads: [], gaps: [], unread: [] };
+  client.on("notification", (n) => seen.notifications.push(n));
+  client.on("state", (s) => seen.states.push(s));
+  client.on("read", (r) => seen.reads.push(r));
+  client.on("gap", (g) => seen.gaps.push(g));
+  client.on("unread", (u) => seen.unread.push(u));
+  return { client, seen };
+}
+
+const seqs = (seen) => seen.notifications.map((n) => n.seq);
+
+test("a publish arrives live, and the unread count follows it and a mark read", async (t) => {
+  const user = newUser();
+  await server.publish(user, { text: "before" });
+  const { client, seen } = open(user);
+  t.after(() => client.close());
+  await until(() => client.state, (s) => s === "live");
+  await until(() => client.unread, (u) => u === 1);
+  assert.deepEqual(seqs(seen), [], "history is the inbox's, not the stream's");
+  const published = await server.publish(user, { text: "live" });
+  await until(() => seqs(seen), (s) => s.length === 1);
+  assert.equal(seen.notifications[0].id, published.id);
+  await until(() => client.unread, (u) => u === 2);
+  assert.equal(await client.markRead([published.id]), 1);
+  await until(() => seen.reads.length, (c) => c === 1);
+  assert.deepEqual(seen.reads[0], { ids: [published.id] });
+  await until(() => client.unread, (u) => u === 1);
+  await client.markAllRead();
+  await until(() => client.unread, (u) => u === 0);
+  const page = await client.list({ limit: 10 });
+  assert.deepEqual(page.map((n) => n.seq), [2, 1]);
+  assert.equal(await client.unreadCountFromServer(), 0);
+});
+
+test("a new client on the same storage resumes where the last stopped: no gap, no repeat", async (t) => {
+  const user = newUser();
+  const storage = new MemoryStorage();
+  const first = open(user, { storage });
+  await until(() => first.client.state, (s) => s === "live");
+  for (let i = 0; i < 3; i++) await server.publish(user, { i });
+  await until(() => seqs(first.seen), (s) => s.length === 3);
+  first.client.close();
+  for (let i = 3; i < 6; i++) await server.publish(user, { i });
+  const second = open(user, { storage });
+  t.after(() => second.client.close());
+  await until(() => seqs(second.seen), (s) => s.length >= 3);
+  await server.publish(user, { i: 6 });
+  await until(() => seqs(second.seen), (s) => s.length >= 4);
+  assert.deepEqual(seqs(first.seen), [1, 2, 3]);
+  assert.deepEqual(seqs(second.seen), [4, 5, 6, 7]);
+});
+
+test("a refused token makes the client ask the callback once, then it connects", async (t) => {
+  const user = newUser();
+  let calls = 0;
+  const { client } = open(user, {
+    token: token(user, { secret: "a-wrong-secret-a-wrong-secret-0123456789" }),
+    getToken: () => {
+      calls += 1;
+      return token(user);
+    },
+  });
+  t.after(() => client.close());
+  await until(() => client.state, (s) => s === "live");
+  assert.equal(calls, 1);
+});
+
+test("a callback that only gives refused tokens leaves the client unauthorized, backing off", async (t) => {
+  const user = newUser();
+  let calls = 0;
+  const { client, seen } = open(user, {
+    minReconnectDelay: 400,
+    maxReconnectDelay: 400,
+    getToken: () => {
+      calls += 1;
+      return token(user, { secret: "a-wrong-secret-a-wrong-secret-0123456789" });
+    },
+  });
+  t.after(() => client.close());
+  await until(() => client.state, (s) => s === "unauthorized");
+  await new Promise((done) => setTimeout(done, 1000));
+  assert.ok(calls >= 2 && calls <= 6, `${calls} token calls in about a second`);
+  assert.ok(!seen.states.includes("live"));
+});
+
+test("a token about to expire is renewed on the open socket: no reconnect, nothing lost", async (t) => {
+  const user = newUser();
+  const { client, seen } = open(user, { getToken: () => token(user, { ttl: 3 }) });
+  t.after(() => client.close());
+  await until(() => client.state, (s) => s === "live");
+  for (let i = 0; i < 4; i++) {
+    await server.publish(user, { i });
+    await new Promise((done) => setTimeout(done, 1500));
+  }
+  await until(() => seqs(seen), (s) => s.length === 4);
+  assert.deepEqual(seqs(seen), [1, 2, 3, 4]);
+  assert.deepEqual(seen.states, ["live"], "never left live: the socket outlived three tokens");
+});
+
+test("a stored position beyond the server's newest seq is a gap: reset, told, nothing skipped", async (t) => {
+  const user = newUser();
+  await server.publish(user, { text: "one" });
+  const storage = new MemoryStorage();
+  storage.setItem(`notifier:${server.url}/:${user}:seq`, "50");
+  const { client, seen } = open(user, { storage });
+  t.after(() => client.close());
+  await until(() => seen.gaps.length, (c) => c === 1);
+  assert.equal(seen.gaps[0].reason, "reset");
+  assert.deepEqual(seen.gaps[0].notifications.map((n) => n.seq), [1]);
+  await until(() => client.state, (s) => s === "live");
+  await server.publish(user, { text: "two" });
+  await until(() => seqs(seen), (s) => s.length === 1);
+  assert.deepEqual(seqs(seen), [2]);
+});
+
+test("two tabs share one connection; the follower takes over from the leader with nothing lost", async (t) => {
+  const user = newUser();
+  const storage = new MemoryStorage(); // what localStorage is to two tabs of one browser
+  const a = open(user, { storage, shareTabs: true });
+  await until(() => a.client.state, (s) => s === "live");
+  const b = open(user, { storage, shareTabs: true });
+  t.after(() => b.client.close());
+  await until(() => b.client.state, (s) => s === "live");
+  assert.ok(a.client.isLeader && !b.client.isLeader);
+  assert.equal(await server.metric("notifier_open_sockets"), 1);
+  await server.publish(user, { i: 1 });
+  await until(() => [seqs(a.seen), seqs(b.seen)], ([x, y]) => x.length === 1 && y.length === 1);
+  await until(() => b.client.unread, (u) => u === 1);
+  a.client.close();
+  await server.publish(user, { i: 2 }); // while nobody holds the connection
+  await until(() => b.client.isLeader, Boolean);
+  await server.publish(user, { i: 3 });
+  await until(() => seqs(b.seen), (s) => s.length === 3);
+  assert.deepEqual(seqs(b.seen), [1, 2, 3]);
+  assert.equal(await server.metric("notifier_open_sockets"), 1);
+});
+
+test("SSE, when asked for, carries the same stream", async (t) => {
+  if ((await server.status("/v1/sse")) === 404) return t.skip("this server has no /v1/sse");
+  const user = newUser();
+  const { client, seen } = open(user, { transport: "sse" });
+  t.after(() => client.close());
+  await until(() => client.state, (s) => s === "live");
+  await server.publish(user, { i: 1 });
+  await until(() => seqs(seen), (s) => s.length === 1);
+});
