@@ -146,6 +146,7 @@ export declare class NotifierClient extends Emitter<Events> {
 	/** While the count is being fetched: frames' effects, to apply again on top of it. */
 	private counting;
 	private countAgain;
+	private tokenAt;
 	constructor(options: ClientOptions);
 	/** The connection's state, the same in every tab. */
 	get state(): State;
@@ -187,6 +188,8 @@ export declare class NotifierClient extends Emitter<Events> {
 	private readonly onOnline;
 	private callback;
 	private currentToken;
+	/** After a 401: the callback once, unless the token came from it a moment ago (then a
+	 * second call would not do better, and the caller backs off instead). */
 	private freshToken;
 	/** Before `exp`: a fresh token, sent on the WebSocket as an `auth` frame (the socket
 	 * lives on); SSE cannot send, so its stream is reopened from the same position. */

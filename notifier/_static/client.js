@@ -526,6 +526,7 @@ var NotifierClient = class extends Emitter {
     /** While the count is being fetched: frames' effects, to apply again on top of it. */
     this.counting = null;
     this.countAgain = false;
+    this.tokenAt = 0;
     this.onOnline = () => {
       if (this.retryTimer && this.leading && !this.closed) {
         clearTimeout(this.retryTimer);
@@ -715,6 +716,7 @@ var NotifierClient = class extends Emitter {
       this.open(token);
     } catch (error) {
       if (error instanceof NotifierError && error.status === 401) {
+        if (this.options.getToken) this.token = "";
         this.setState("unauthorized");
       } else if (this.currentState !== "unauthorized") {
         this.setState("offline");
@@ -728,13 +730,11 @@ var NotifierClient = class extends Emitter {
   async checkPosition() {
     const head = await this.inbox.head();
     this.headChecked = true;
-    if (this.position === 0) {
-      this.position = head;
-      this.persist();
-    } else if (this.position > head) {
+    if (this.position === 0 || this.position > head) {
+      const beyond = this.position > head;
       this.position = head;
       this.storage.setItem(`${this.key}:seq`, String(head));
-      await this.gap("reset");
+      if (beyond) await this.gap("reset");
     }
   }
   open(token) {
@@ -859,6 +859,7 @@ var NotifierClient = class extends Emitter {
     if (!this.options.getToken) throw new Error("no token and no getToken callback");
     const token = await this.options.getToken();
     if (typeof token !== "string" || !token) throw new Error("getToken gave no token");
+    this.tokenAt = Date.now();
     return token;
   }
   async currentToken() {
@@ -867,8 +868,12 @@ var NotifierClient = class extends Emitter {
     if (!this.token || expiring && this.options.getToken) this.token = await this.callback();
     return this.token;
   }
+  /** After a 401: the callback once, unless the token came from it a moment ago (then a
+   * second call would not do better, and the caller backs off instead). */
   async freshToken() {
-    if (this.options.getToken) this.token = await this.callback();
+    if (this.options.getToken && Date.now() - this.tokenAt > 1e3) {
+      this.token = await this.callback();
+    }
     return this.token;
   }
   /** Before `exp`: a fresh token, sent on the WebSocket as an `auth` frame (the socket

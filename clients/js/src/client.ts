@@ -80,6 +80,7 @@ export class NotifierClient extends Emitter<Events> {
   /** While the count is being fetched: frames' effects, to apply again on top of it. */
   private counting: Array<() => void> | null = null;
   private countAgain = false;
+  private tokenAt = 0;
 
   constructor(options: ClientOptions) {
     super();
@@ -291,6 +292,7 @@ export class NotifierClient extends Emitter<Events> {
       this.open(token);
     } catch (error) {
       if (error instanceof NotifierError && error.status === 401) {
+        if (this.options.getToken) this.token = ""; // refused: the next attempt asks again
         this.setState("unauthorized");
       } else if (this.currentState !== "unauthorized") {
         this.setState("offline");
@@ -305,13 +307,11 @@ export class NotifierClient extends Emitter<Events> {
   private async checkPosition(): Promise<void> {
     const head = await this.inbox.head();
     this.headChecked = true;
-    if (this.position === 0) {
+    if (this.position === 0 || this.position > head) {
+      const beyond = this.position > head;
       this.position = head;
-      this.persist();
-    } else if (this.position > head) {
-      this.position = head;
-      this.storage.setItem(`${this.key}:seq`, String(head));
-      await this.gap("reset");
+      this.storage.setItem(`${this.key}:seq`, String(head)); // also down, unlike persist()
+      if (beyond) await this.gap("reset");
     }
   }
 
@@ -463,6 +463,7 @@ export class NotifierClient extends Emitter<Events> {
     if (!this.options.getToken) throw new Error("no token and no getToken callback");
     const token = await this.options.getToken();
     if (typeof token !== "string" || !token) throw new Error("getToken gave no token");
+    this.tokenAt = Date.now();
     return token;
   }
 
@@ -473,8 +474,12 @@ export class NotifierClient extends Emitter<Events> {
     return this.token;
   }
 
+  /** After a 401: the callback once, unless the token came from it a moment ago (then a
+   * second call would not do better, and the caller backs off instead). */
   private async freshToken(): Promise<string> {
-    if (this.options.getToken) this.token = await this.callback();
+    if (this.options.getToken && Date.now() - this.tokenAt > 1000) {
+      this.token = await this.callback();
+    }
     return this.token;
   }
 

@@ -108,9 +108,14 @@ test("a refused token makes the client ask the callback once, then it connects",
 test("a callback that only gives refused tokens leaves the client unauthorized, backing off", async (t) => {
   const user = newUser();
   let calls = 0;
+  const random = Math.random;
+  Math.random = () => 0.5; // delays of 100, 200, 400, 800 ms: half of each backoff step
+  t.after(() => {
+    Math.random = random;
+  });
   const { client, seen } = open(user, {
-    minReconnectDelay: 400,
-    maxReconnectDelay: 400,
+    minReconnectDelay: 200,
+    maxReconnectDelay: 3200,
     getToken: () => {
       calls += 1;
       return token(user, { secret: "a-wrong-secret-a-wrong-secret-0123456789" });
@@ -118,8 +123,9 @@ test("a callback that only gives refused tokens leaves the client unauthorized, 
   });
   t.after(() => client.close());
   await until(() => client.state, (s) => s === "unauthorized");
-  await new Promise((done) => setTimeout(done, 1000));
-  assert.ok(calls >= 2 && calls <= 6, `${calls} token calls in about a second`);
+  await new Promise((done) => setTimeout(done, 1200));
+  Math.random = random;
+  assert.ok(calls >= 3 && calls <= 5, `${calls} token calls in 1.2 s, one per attempt`);
   assert.ok(!seen.states.includes("live"));
 });
 
@@ -183,4 +189,51 @@ test("SSE, when asked for, carries the same stream", async (t) => {
   await until(() => client.state, (s) => s === "live");
   await server.publish(user, { i: 1 });
   await until(() => seqs(seen), (s) => s.length === 1);
+});
+
+test("over SSE a token about to expire is renewed by a new stream: nothing lost or repeated", async (t) => {
+  if ((await server.status("/v1/sse")) === 404) return t.skip("this server has no /v1/sse");
+  const user = newUser();
+  const { client, seen } = open(user, { transport: "sse", getToken: () => token(user, { ttl: 3 }) });
+  t.after(() => client.close());
+  await until(() => client.state, (s) => s === "live");
+  for (let i = 0; i < 4; i++) {
+    await server.publish(user, { i });
+    await new Promise((done) => setTimeout(done, 1500));
+  }
+  await until(() => seqs(seen), (s) => s.length === 4);
+  assert.deepEqual(seqs(seen), [1, 2, 3, 4]);
+  assert.deepEqual(seen.states, ["live"]);
+});
+
+test("a restart (1012) is resumed after a backoff, at once on `online`, with nothing lost", async (t) => {
+  // Node has no window: stand one in for the browser's `online` event.
+  const network = new EventTarget();
+  globalThis.addEventListener = network.addEventListener.bind(network);
+  globalThis.removeEventListener = network.removeEventListener.bind(network);
+  t.after(() => {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  });
+  const user = newUser();
+  const { client, seen } = open(user, { minReconnectDelay: 60_000, maxReconnectDelay: 60_000 });
+  t.after(() => client.close());
+  await until(() => client.state, (s) => s === "live");
+  await server.publish(user, { i: 1 });
+  await until(() => seqs(seen), (s) => s.length === 1);
+  const random = Math.random;
+  Math.random = () => 0.99; // the first retry in 59 s
+  t.after(() => {
+    Math.random = random;
+  });
+  await server.restart(() => until(() => client.state, (s) => s === "offline"));
+  Math.random = random;
+  await server.publish(user, { i: 2 });
+  await new Promise((done) => setTimeout(done, 300));
+  assert.equal(client.state, "offline", "still waiting for its backoff");
+  network.dispatchEvent(new Event("online"));
+  await until(() => client.state, (s) => s === "live");
+  await server.publish(user, { i: 3 });
+  await until(() => seqs(seen), (s) => s.length === 3);
+  assert.deepEqual(seqs(seen), [1, 2, 3]);
 });

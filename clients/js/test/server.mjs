@@ -45,18 +45,41 @@ export async function startServer(env = {}) {
   const folder = mkdtempSync(join(tmpdir(), "notifier-js-"));
   const logPath = join(folder, "server.log");
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NOTIFIER_")));
-  const child = spawn(BIN, ["serve", "--port", String(port), "--no-access-log"], {
-    cwd: folder,
-    env: {
-      ...clean,
-      NOTIFIER_DATABASE_URL: `sqlite+aiosqlite:///${join(folder, "notifier.db")}`,
-      NOTIFIER_JWT_SECRET: SECRET,
-      NOTIFIER_API_KEYS: `main:${API_KEY}`,
-      ...env,
-    },
-    stdio: ["ignore", openSync(logPath, "a"), openSync(logPath, "a")],
-  });
+  const spawnServer = () =>
+    spawn(BIN, ["serve", "--port", String(port), "--no-access-log"], {
+      cwd: folder,
+      env: {
+        ...clean,
+        NOTIFIER_DATABASE_URL: `sqlite+aiosqlite:///${join(folder, "notifier.db")}`,
+        NOTIFIER_JWT_SECRET: SECRET,
+        NOTIFIER_API_KEYS: `main:${API_KEY}`,
+        ...env,
+      },
+      stdio: ["ignore", openSync(logPath, "a"), openSync(logPath, "a")],
+    });
+  let child = spawnServer();
   const url = `http://127.0.0.1:${port}`;
+  const halt = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((done) => child.once("exit", done));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), seconds(10));
+    await exited;
+    clearTimeout(timer);
+  };
+  const ready = async () => {
+    const deadline = Date.now() + seconds(30);
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`server exited:\n${server.logs()}`);
+      try {
+        if ((await fetch(`${url}/readyz`)).status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error("server not ready");
+      await new Promise((done) => setTimeout(done, 50));
+    }
+  };
   const server = {
     url,
     async publish(user, data = { text: "hi" }, type = "test.event") {
@@ -77,31 +100,25 @@ export async function startServer(env = {}) {
       return (await fetch(url + path)).status;
     },
     logs: () => readFileSync(logPath, "utf8"),
+    /** SIGTERM (sockets are closed with 1012), then the same server again on its port. */
+    async restart(between = async () => undefined) {
+      await halt();
+      await between();
+      child = spawnServer();
+      await ready();
+    },
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((done) => child.once("exit", done));
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), seconds(10));
-        await exited;
-        clearTimeout(timer);
-      }
+      await halt();
       rmSync(folder, { recursive: true, force: true });
     },
   };
-  const deadline = Date.now() + seconds(30);
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited:\n${server.logs()}`);
-    try {
-      if ((await fetch(`${url}/readyz`)).status === 200) return server;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      await server.stop();
-      throw new Error("server not ready");
-    }
-    await new Promise((done) => setTimeout(done, 50));
+  try {
+    await ready();
+  } catch (error) {
+    await server.stop();
+    throw error;
   }
+  return server;
 }
 
 /** Resolves with the first value `next()` gives that passes `test`, polling. */
