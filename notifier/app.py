@@ -17,6 +17,7 @@ import notifier
 from notifier import db
 from notifier.api import lean, ws
 from notifier.api.body import BodyLimit
+from notifier.api.cors import UserRoutesCors
 from notifier.api.routes import client, demo, inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
@@ -101,6 +102,8 @@ def create_app(
     )
     app.state.service = service
     app.add_middleware(BodyLimit, routes=app.router.routes)
+    # Outermost: a preflight is answered before any other middleware looks at it.
+    app.add_middleware(UserRoutesCors, allowed_origins=settings.allowed_origins)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
     app.include_router(ops.router)

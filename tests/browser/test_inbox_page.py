@@ -1,12 +1,18 @@
 """The inbox demo page (`/demo`, which uses only the served `/v1/client.js`) in headless
 Chromium against a real server: live arrival, a kill -9 and restart, two tabs on one
-connection, token renewal, SSE when WebSocket is blocked, revocation."""
+connection, token renewal, SSE when WebSocket is blocked, revocation; and the client
+imported by a page of another origin."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -191,3 +197,68 @@ def test_a_revoked_user_sees_revoked_and_no_reconnect(
     page.wait_for_timeout(3000)
     assert len(sockets) == 1, sockets
     expect(page.get_by_test_id("state")).to_have_text("revoked")
+
+
+APP_PAGE = """<!doctype html><meta charset="utf-8"><title>app</title><ul id="list"></ul>
+<p data-testid="state"></p><p data-testid="unread-count"></p><p id="inbox"></p>
+<script type="module">
+  import { NotifierClient } from "%(server)s/v1/client.js";
+  const client = new NotifierClient({ url: "%(server)s", token: "%(token)s" });
+  const show = (id, value) => (document.querySelector(`[data-testid="${id}"]`).textContent = value);
+  client.on("state", (s) => show("state", s));
+  client.on("unread", (n) => show("unread-count", n));
+  client.on("notification", (n) => {
+    const li = document.createElement("li");
+    li.dataset.seq = n.seq;
+    li.textContent = n.data.text;
+    document.getElementById("list").prepend(li);
+  });
+  client.list().then((page) => (document.getElementById("inbox").textContent = page.length));
+</script>
+"""
+
+
+@contextlib.contextmanager
+def app_origin(html: str) -> Iterator[str]:
+    """Another origin (a port of its own) serving one page: the application."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_page_of_another_origin_imports_the_served_client(
+    context: Any, demo_server: DemoServer
+) -> None:
+    """An application's page on its own origin imports /v1/client.js from the service
+    and uses it: the module (CORS), the inbox over HTTP (CORS), live notifications."""
+    user = new_user()
+    demo_server.publish(user, "history")
+    token = httpx.get(demo_server.url + "/demo/token", params={"user": user}, timeout=10)
+    html = APP_PAGE % {"server": demo_server.url, "token": token.json()["token"]}
+    with app_origin(html) as url:
+        page = context.new_page()
+        page.goto(url)
+        expect(page.get_by_test_id("state")).to_have_text("live")
+        expect(page.locator("#inbox")).to_have_text("1")
+        expect(page.get_by_test_id("unread-count")).to_have_text("1")
+        demo_server.publish(user, "live from afar")
+        expect(page.locator('[data-seq="2"]')).to_have_text("live from afar")
+        expect(page.get_by_test_id("unread-count")).to_have_text("2")
