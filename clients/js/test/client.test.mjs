@@ -237,3 +237,25 @@ test("a restart (1012) is resumed after a backoff, at once on `online`, with not
   await until(() => seqs(seen), (s) => s.length === 3);
   assert.deepEqual(seqs(seen), [1, 2, 3]);
 });
+
+test("a resume past notifications deleted by retention is a gap: told, page refetched", async (t) => {
+  const short = await startServer({ NOTIFIER_RETENTION_DAYS: String(2 / 86400) }); // 2 s
+  t.after(() => short.stop());
+  const user = newUser();
+  const storage = new MemoryStorage();
+  const options = { url: short.url, storage };
+  const first = open(user, options);
+  await until(() => first.client.state, (s) => s === "live");
+  await short.publish(user, { i: 1 });
+  await until(() => seqs(first.seen), (s) => s.length === 1);
+  first.client.close();
+  await short.publish(user, { i: 2 });
+  await new Promise((done) => setTimeout(done, seconds(4))); // 1 and 2 are deleted
+  await short.publish(user, { i: 3 });
+  const second = open(user, options);
+  t.after(() => second.client.close());
+  await until(() => second.seen.gaps.length, (c) => c === 1, seconds(10));
+  assert.equal(second.seen.gaps[0].reason, "retention");
+  assert.deepEqual(second.seen.gaps[0].notifications.map((n) => n.seq), [3]);
+  assert.deepEqual(seqs(second.seen), [3]);
+});
