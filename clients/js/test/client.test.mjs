@@ -259,3 +259,46 @@ test("a resume past notifications deleted by retention is a gap: told, page refe
   assert.deepEqual(second.seen.gaps[0].notifications.map((n) => n.seq), [3]);
   assert.deepEqual(seqs(second.seen), [3]);
 });
+
+test("a follower that sees a jump in seqs reads the missing ones over HTTP, in order", async (t) => {
+  const user = newUser();
+  const key = `notifier:${server.url}/:${user}`;
+  const storage = new MemoryStorage();
+  // This test is the leading tab: it holds the lease and speaks on the channel.
+  storage.setItem(`${key}:lease`, JSON.stringify({ id: "test", until: Date.now() + 60_000 }));
+  const leader = new BroadcastChannel(key);
+  t.after(() => leader.close());
+  const published = [];
+  for (let i = 1; i <= 3; i++) published.push(await server.publish(user, { i }));
+  const { client, seen } = open(user, { storage, shareTabs: true });
+  t.after(() => client.close());
+  await client.whenReady();
+  leader.postMessage({ t: "state", state: "live", unread: 3 });
+  await until(() => client.state, (s) => s === "live");
+  leader.postMessage({ t: "notification", notification: published[2] }); // 1 and 2 were lost
+  await until(() => seqs(seen), (s) => s.length === 3);
+  leader.postMessage({ t: "notification", notification: published[1] }); // late: dropped
+  await new Promise((done) => setTimeout(done, 100));
+  assert.deepEqual(seqs(seen), [1, 2, 3]);
+  assert.equal(client.isLeader, false);
+  assert.equal(client.unread, 3);
+});
+
+test("WebSocket that cannot connect: the client falls back to SSE at once", async (t) => {
+  if ((await server.status("/v1/sse")) === 404) return t.skip("this server has no /v1/sse");
+  const Real = globalThis.WebSocket;
+  globalThis.WebSocket = class extends Real {
+    constructor(url) {
+      super(String(url).replace(/\/v1\/ws.*/, "/blocked")); // refused before it opens
+    }
+  };
+  t.after(() => {
+    globalThis.WebSocket = Real;
+  });
+  const user = newUser();
+  const { client, seen } = open(user);
+  t.after(() => client.close());
+  await until(() => client.state, (s) => s === "live");
+  await server.publish(user, { i: 1 });
+  await until(() => seqs(seen), (s) => s.length === 1);
+});
