@@ -253,6 +253,9 @@ function openWebSocket(base, token, after, on) {
     }
   };
   socket.onclose = (event) => finish(event.code, event.reason);
+  socket.onerror = () => {
+    if (!opened) finish(1006, "could not connect");
+  };
   return {
     kind: "websocket",
     send(frame) {
@@ -261,7 +264,7 @@ function openWebSocket(base, token, after, on) {
       return true;
     },
     close() {
-      socket.onopen = socket.onmessage = socket.onclose = null;
+      socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
       try {
         socket.close(1e3);
       } catch {
@@ -500,6 +503,7 @@ var Emitter = class {
 var CLOSE_UNAUTHORIZED = 4401;
 var CLOSE_REVOKED = 4403;
 var CLOSE_BAD_REQUEST = 4400;
+var CONNECT_TIMEOUT_MS = 1e4;
 var UNREAD_PAGE = 500;
 var NotifierClient = class extends Emitter {
   constructor(options) {
@@ -745,13 +749,14 @@ var NotifierClient = class extends Emitter {
       token,
       this.position,
       {
-        open: () => void 0,
+        open: () => clearTimeout(timer),
         frame: (frame) => {
           if (this.transport !== transport) return;
           if (frame.type === "replayed") live = true;
           this.onFrame(frame);
         },
         close: (code) => {
+          clearTimeout(timer);
           if (this.transport !== transport) return;
           this.transport = null;
           this.onClose(code, kind, live);
@@ -759,6 +764,12 @@ var NotifierClient = class extends Emitter {
       }
     );
     this.transport = transport;
+    const timer = setTimeout(() => {
+      if (this.transport !== transport) return;
+      this.transport = null;
+      transport.close();
+      this.onClose(1006, kind, false);
+    }, CONNECT_TIMEOUT_MS);
   }
   onFrame(frame) {
     switch (frame.type) {

@@ -45,6 +45,8 @@ type TabMessage =
 const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_REVOKED = 4403;
 const CLOSE_BAD_REQUEST = 4400;
+/** How long a WebSocket handshake or SSE request may take before it counts as failed. */
+const CONNECT_TIMEOUT_MS = 10_000;
 /** Unread notifications read one by one to seed the count (the most a page holds). */
 const UNREAD_PAGE = 500;
 
@@ -323,13 +325,14 @@ export class NotifierClient extends Emitter<Events> {
       token,
       this.position,
       {
-        open: () => undefined,
+        open: () => clearTimeout(timer),
         frame: (frame) => {
           if (this.transport !== transport) return;
           if (frame.type === "replayed") live = true;
           this.onFrame(frame);
         },
         close: (code) => {
+          clearTimeout(timer);
           if (this.transport !== transport) return;
           this.transport = null;
           this.onClose(code, kind, live);
@@ -337,6 +340,13 @@ export class NotifierClient extends Emitter<Events> {
       },
     );
     this.transport = transport;
+    // A handshake that neither completes nor fails (a proxy that swallows it) fails here.
+    const timer = setTimeout(() => {
+      if (this.transport !== transport) return;
+      this.transport = null;
+      transport.close();
+      this.onClose(1006, kind, false);
+    }, CONNECT_TIMEOUT_MS);
   }
 
   private onFrame(frame: Frame): void {

@@ -71,6 +71,11 @@ export function openWebSocket(
     }
   };
   socket.onclose = (event: CloseEvent) => finish(event.code, event.reason);
+  // Browsers follow a failed handshake's `error` with a `close`; some runtimes (node 20)
+  // do not: a handshake that fails is over either way.
+  socket.onerror = () => {
+    if (!opened) finish(1006, "could not connect");
+  };
   return {
     kind: "websocket",
     send(frame: Frame): boolean {
@@ -79,7 +84,7 @@ export function openWebSocket(
       return true;
     },
     close(): void {
-      socket.onopen = socket.onmessage = socket.onclose = null;
+      socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
       try {
         socket.close(1000);
       } catch {
