@@ -4,6 +4,7 @@ caching headers, `/demo` only in development mode or with NOTIFIER_DEMO=1, and
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import zipfile
@@ -118,7 +119,11 @@ def test_development_mode_never_comes_from_the_environment(
     monkeypatch.setenv("NOTIFIER_DEVELOPMENT", "1")
     monkeypatch.setenv("NOTIFIER__DEVELOPMENT", "1")
     assert not Settings(jwt_secret=SECRET).development
-    assert Settings(jwt_secret=SECRET).in_development().development
+    development = Settings(jwt_secret=SECRET).in_development()
+    assert development.development
+    # `serve --workers N` pickles the settings to each worker process.
+    assert pickle.loads(pickle.dumps(development)).development
+    assert development.model_copy(update={"demo": True}).development
 
 
 def test_a_wheel_ships_the_client_and_the_demo_page(tmp_path: Path) -> None:
