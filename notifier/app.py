@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import notifier
 from notifier import db
 from notifier.api import lean, stack, ws
+from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
 from notifier.api.routes import inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
@@ -32,6 +33,9 @@ class App(FastAPI):
     """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve` (its
     docstring says why: memory per socket), and the middleware stack is `api.stack`'s."""
 
+    access_log_slow_seconds: float | None = None
+    """Set: failed and slow requests are logged (`api.accesslog`)."""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await ws.serve(self.state.service, scope, receive, send)
@@ -39,13 +43,17 @@ class App(FastAPI):
             await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return stack.build(
+        app = stack.build(
             self.router,
             self.router.routes,
             self.user_middleware,
             self.exception_handlers,
             self.debug,
         )
+        if self.access_log_slow_seconds is not None:
+            # Outside ServerErrorMiddleware, so that it sees the 500 that one sends.
+            app = ErrorsAndSlow(app, self.access_log_slow_seconds)
+        return app
 
 
 def build_service(settings: Settings) -> Service:
@@ -109,6 +117,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
+    if settings.access_log == "errors":
+        app.access_log_slow_seconds = settings.access_log_slow_ms / 1000
     app.add_middleware(BodyLimit, routes=app.router.routes)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
