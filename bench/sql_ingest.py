@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8, help="backend transactions")
     parser.add_argument("--duration", type=float, default=None, help="seconds (default 10)")
     parser.add_argument("--users", type=int, default=None, help="connected users (default 1000)")
+    parser.add_argument(
+        "--per-transaction", type=int, default=1, help="publishes in each transaction"
+    )
     parser.add_argument("--bus", choices=["postgres", "redis", "memory"], default="postgres")
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the server")
     parser.add_argument("--client-cpu", type=int, default=1, help="core for this process")
@@ -86,20 +89,30 @@ class Receiver:
 
 
 async def backend(
-    dsn: str, users: list[str], receiver: Receiver, stop_at: float, counts: list[int]
+    dsn: str,
+    users: list[str],
+    receiver: Receiver,
+    stop_at: float,
+    counts: list[int],
+    per_transaction: int,
 ) -> None:
-    """One backend connection: transactions in a closed loop until `stop_at`."""
+    """One backend connection: transactions in a closed loop until `stop_at`, each
+    publishing to `per_transaction` users in ascending order (no deadlock between them)."""
     conn = await asyncpg.connect(dsn)
     try:
         n = 0
         while time.monotonic() < stop_at:
-            user = random.choice(users)
+            chosen = sorted(random.sample(users, per_transaction))
             await conn.execute("BEGIN")
-            seq = await conn.fetchval(PUBLISH, user, f'{{"n": {n}}}')
-            receiver.sent[(user, seq)] = time.monotonic()
+            keys = []
+            for user in chosen:
+                keys.append((user, await conn.fetchval(PUBLISH, user, f'{{"n": {n}}}')))
+                n += 1
+            now = time.monotonic()
+            for key in keys:
+                receiver.sent[key] = now
             await conn.execute("COMMIT")
-            counts.append(1)
-            n += 1
+            counts.append(per_transaction)
     finally:
         await conn.close()
 
@@ -120,7 +133,7 @@ async def measure(args: argparse.Namespace, database: Database, port: int) -> di
         stop_at = started + args.duration
         await asyncio.gather(
             *(
-                backend(database.dsn, users, receiver, stop_at, counts)
+                backend(database.dsn, users, receiver, stop_at, counts, args.per_transaction)
                 for _ in range(args.concurrency)
             )
         )
@@ -132,13 +145,15 @@ async def measure(args: argparse.Namespace, database: Database, port: int) -> di
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-    committed = len(counts)
+    committed = sum(counts)
     return {
         "concurrency": args.concurrency,
         "duration_s": round(elapsed, 3),
         "users": args.users,
         "bus": args.bus,
+        "per_transaction": args.per_transaction,
         "committed": committed,
+        "transactions_per_s": round(len(counts) / elapsed, 1),
         "publishes_per_s": round(committed / elapsed, 1),
         "delivered": len(receiver.latencies),
         "missing": len(receiver.sent) - len(receiver.seen & receiver.sent.keys()),
@@ -168,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     latency = result["commit_to_delivery_ms"]
     print(json.dumps(result, indent=2))
     print(
-        f"\nSQL ingest, {args.concurrency} backend transactions, bus {args.bus}: "
+        f"\nSQL ingest, {args.concurrency} backend transactions of {args.per_transaction} "
+        f"publish(es), bus {args.bus}: "
         f"{result['publishes_per_s']:,} publishes/s; commit to delivery "
         f"p50 {latency['p50']} ms, p99 {latency['p99']} ms, max {latency['max']} ms "
         f"({result['delivered']:,} delivered, {result['missing']} missing, "
