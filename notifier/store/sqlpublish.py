@@ -10,8 +10,13 @@ the default, until an instance has started). With instances running different li
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger("notifier.store")
 
 PUBLISHER = "sql"
 """The publisher of every notification the function stores: its idempotency keys are
@@ -24,6 +29,18 @@ _RECORD = sa.text(
 
 
 async def record_settings(engine: AsyncEngine, max_payload_bytes: int) -> None:
-    """Tell the function the payload limit this instance runs with (PostgreSQL only)."""
-    async with engine.begin() as conn:
-        await conn.execute(_RECORD, {"limit": max_payload_bytes})
+    """Tell the function the payload limit this instance runs with (PostgreSQL only).
+
+    A refusal (a role without UPDATE on the table) is logged, not fatal: the instance
+    serves HTTP and sockets all the same, and the function keeps the recorded limit."""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(_RECORD, {"limit": max_payload_bytes})
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise
+        log.warning(
+            "could not record NOTIFIER_MAX_PAYLOAD_BYTES for notifier_publish(); it keeps "
+            "the limit recorded before",
+            extra={"error": str(error.orig).splitlines()[0][:300]},
+        )

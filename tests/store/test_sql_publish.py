@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -16,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import db
@@ -570,27 +572,46 @@ def test_the_migrations_frame_expression_is_the_notifications_frame() -> None:
     assert module._FRAME == FRAME_SQL
 
 
+@pytest.fixture
+async def role(backend: asyncpg.Connection) -> AsyncIterator[str]:
+    """A login role of its own, with no privilege in the database."""
+    name = f"notifier_test_{uuid.uuid4().hex[:10]}"
+    await backend.execute(f'CREATE ROLE "{name}" LOGIN')
+    try:
+        yield name
+    finally:
+        await backend.execute(f'DROP OWNED BY "{name}"')
+        await backend.execute(f'DROP ROLE "{name}"')
+
+
 async def test_a_role_granted_only_execute_publishes_and_touches_nothing_else(
-    backend: asyncpg.Connection, pg_database: str
+    backend: asyncpg.Connection, pg_database: str, role: str
 ) -> None:
     """EXECUTE is revoked from PUBLIC, and the function runs with its owner's rights: a
     backend role granted EXECUTE alone can publish, but not write the tables."""
-    role = f"notifier_test_{uuid.uuid4().hex[:10]}"
-    await backend.execute(f'CREATE ROLE "{role}" LOGIN')
+    conn = await asyncpg.connect(asyncpg_dsn(pg_database), user=role)
     try:
-        conn = await asyncpg.connect(asyncpg_dsn(pg_database), user=role)
-        try:
-            user = new_user()
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await publish(conn, user, {})
-            await backend.execute(
-                f'GRANT EXECUTE ON FUNCTION notifier_publish(text, text, jsonb, text) TO "{role}"'
-            )
-            assert (await publish(conn, user, {}))[1] == 1
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await conn.execute("UPDATE streams SET last_seq = 0")
-        finally:
-            await conn.close()
+        user = new_user()
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await publish(conn, user, {})
+        await backend.execute(
+            f'GRANT EXECUTE ON FUNCTION notifier_publish(text, text, jsonb, text) TO "{role}"'
+        )
+        assert (await publish(conn, user, {}))[1] == 1
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("UPDATE streams SET last_seq = 0")
     finally:
-        await backend.execute(f'DROP OWNED BY "{role}"')
-        await backend.execute(f'DROP ROLE "{role}"')
+        await conn.close()
+
+
+async def test_an_instance_that_may_not_record_its_limit_logs_and_goes_on(
+    pg_database: str, role: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = make_url(pg_database).set(username=role).render_as_string(hide_password=False)
+    engine = db.create_engine(url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="notifier.store"):
+            await sqlpublish.record_settings(engine, 123)
+    finally:
+        await engine.dispose()
+    assert "could not record NOTIFIER_MAX_PAYLOAD_BYTES" in caplog.text
