@@ -19,6 +19,9 @@ from notifier.bus.base import Bus, BusHandlers
 from notifier.wire.announcement import TransactionNotify
 from notifier.wire.notification import Notification
 
+_OWN = frozenset({"healthy", "start", "stop", "in_transaction"})
+"""What `SqlFeed` does itself: the listener's life and health beside the bus's."""
+
 
 class SqlFeed(Bus):
     """`bus` for everything, and `listener` (a PostgresBus) for what SQL publishes."""
@@ -27,6 +30,11 @@ class SqlFeed(Bus):
         self._bus = bus
         self._listener = listener
         self.name = bus.name
+        # Every other public method of the interface, present or added later (with a
+        # default in `Bus` that this class would otherwise inherit), is the bus's own.
+        for name in dir(Bus):
+            if not name.startswith("_") and name not in _OWN and callable(getattr(Bus, name)):
+                setattr(self, name, getattr(bus, name))
 
     @property
     def healthy(self) -> bool:
@@ -38,18 +46,10 @@ class SqlFeed(Bus):
     async def stop(self) -> None:
         await asyncio.gather(self._listener.stop(), self._bus.stop())
 
-    async def watch(self, user_id: str) -> None:
-        await self._bus.watch(user_id)
-
-    def unwatch(self, user_id: str) -> None:
-        self._bus.unwatch(user_id)
-
     @property
     def in_transaction(self) -> TransactionNotify | None:
         return self._bus.in_transaction
 
     async def announce(self, notifications: Sequence[Notification]) -> None:
+        """Replaced by the bus's own in `__init__` (abstract in `Bus`)."""
         await self._bus.announce(notifications)
-
-    async def announce_read(self, user_id: str, frame: str) -> None:
-        await self._bus.announce_read(user_id, frame)
