@@ -110,6 +110,38 @@ async def test_a_repeated_key_is_delivered_once(
     assert (got["id"], got["seq"]) == first
 
 
+async def test_a_key_conflict_or_bad_input_raises_and_delivers_nothing(
+    instance: Server, backend: asyncpg.Connection
+) -> None:
+    """23505 for a key reused with another body, 22023 for each invalid argument: the
+    socket gets nothing and the user's next seq is the next one."""
+    user, key = new_user(), new_user()
+    bad: list[tuple[object, object, object, object]] = [
+        (user, "t", '{"n": 2}', key),  # the key with another body
+        ("", "t", "{}", None),
+        ("u" * 256, "t", "{}", None),
+        (user, "", "{}", None),
+        (user, "t" * 256, "{}", None),
+        (user, "t", "[1]", None),
+        (user, "t", None, None),
+        (user, "t", '{"big": "' + "x" * 70000 + '"}', None),
+        (user, "t", "{}", ""),
+    ]
+    async with ws_connect(instance, user) as ws:
+        await backend.fetchrow(PUBLISH, user, "t", '{"n": 1}', key)
+        await recv_notifications(ws, 1, seconds=1)
+        for arguments in bad:
+            with pytest.raises(asyncpg.PostgresError) as raised:
+                async with backend.transaction():
+                    await backend.fetchrow(PUBLISH, *arguments)
+            assert raised.value.sqlstate == ("23505" if arguments[3] == key else "22023")
+        assert await no_frame(ws, 0.3)
+        await sql_publish(backend, user, {"n": 3})
+        [got] = await recv_notifications(ws, 1, seconds=1)
+    assert (got["seq"], got["data"]) == (2, {"n": 3})
+    assert [n["seq"] for n in inbox(instance, user)] == [1, 2]
+
+
 async def test_concurrent_transactions_arrive_in_commit_order(
     instance: Server, pg_database: str
 ) -> None:
