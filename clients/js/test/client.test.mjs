@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { NotifierClient } from "../../../notifier/_static/client.js";
-import { newUser, seconds, startServer, token, until } from "./server.mjs";
+import { API_KEY, newUser, seconds, startServer, token, until } from "./server.mjs";
 
 let server;
 before(async () => {
@@ -301,4 +301,34 @@ test("WebSocket that cannot connect: the client falls back to SSE at once", asyn
   await until(() => client.state, (s) => s === "live");
   await server.publish(user, { i: 1 });
   await until(() => seqs(seen), (s) => s.length === 1);
+});
+
+test("a revoked user's client goes to `revoked` and never reconnects, in any tab", async (t) => {
+  const revoke = (user) =>
+    fetch(`${server.url}/v1/users/${user}/revoke`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${API_KEY}` },
+    });
+  if ((await revoke(newUser())).status === 404) return t.skip("this server has no revocation");
+  const user = newUser();
+  const storage = new MemoryStorage();
+  let calls = 0;
+  const getToken = () => {
+    calls += 1;
+    return token(user);
+  };
+  const a = open(user, { storage, shareTabs: true, getToken });
+  t.after(() => a.client.close());
+  await until(() => a.client.state, (s) => s === "live");
+  const b = open(user, { storage, shareTabs: true, getToken });
+  t.after(() => b.client.close());
+  await until(() => b.client.state, (s) => s === "live");
+  const before = calls;
+  assert.equal((await revoke(user)).status, 200);
+  await until(() => [a.client.state, b.client.state], (s) => s.every((x) => x === "revoked"));
+  a.client.close(); // the follower leads now, and still does not connect
+  await new Promise((done) => setTimeout(done, 1500));
+  assert.equal(b.client.state, "revoked");
+  assert.equal(calls, before, "no token asked for, no reconnect tried");
+  assert.equal(await server.metric("notifier_open_sockets"), 0);
 });
