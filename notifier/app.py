@@ -60,7 +60,9 @@ def build_service(settings: Settings) -> Service:
     key = settings.jwt_public_key or settings.jwt_secret
     if key is None:
         raise ValueError("a JWT secret or public key is required")
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(
+        settings.database_url, lock_timeout_ms=settings.publish_lock_timeout_ms
+    )
     return Service(
         settings=settings,
         store=create_store(engine),
