@@ -17,7 +17,7 @@ import notifier
 from notifier import db
 from notifier.api import lean, ws
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish
+from notifier.api.routes import inbox, ops, publish, users
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -44,6 +44,7 @@ def build_service(settings: Settings) -> Service:
     if key is None:
         raise ValueError("a JWT secret or public key is required")
     engine = db.create_engine(settings.database_url)
+    origin = uuid.uuid4().hex
     return Service(
         settings=settings,
         store=create_store(engine),
@@ -52,7 +53,7 @@ def build_service(settings: Settings) -> Service:
             settings.effective_bus,
             engine=engine,
             redis_url=settings.redis_url,
-            origin=uuid.uuid4().hex,
+            origin=origin,
         ),
         verifier=TokenVerifier(
             key=key,
@@ -62,6 +63,7 @@ def build_service(settings: Settings) -> Service:
             leeway=settings.jwt_leeway_seconds,
         ),
         api_keys=ApiKeys(settings.api_keys),
+        instance_id=origin,
     )
 
 
@@ -103,6 +105,7 @@ def create_app(
     app.add_middleware(BodyLimit, routes=app.router.routes)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
+    app.include_router(users.router)
     app.include_router(ops.router)
 
     @app.exception_handler(OperationalError)
