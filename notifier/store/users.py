@@ -32,9 +32,19 @@ class UserStore:
         self.engine = engine
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         on_postgres = engine.dialect.name == "postgresql"
+        self._on_postgres = on_postgres
         self._insert: Any = postgresql.insert if on_postgres else sqlite.insert
         # A bulk presence read of 1,000 users is one query on PostgreSQL.
         self._read_chunk = 1000 if on_postgres else _CHUNK
+
+    def _among(self, column: sa.Column[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
+        """`column` is one of `values`: `= ANY($1)` with one array parameter on
+        PostgreSQL (one statement text whatever the count: prepared once), `IN (...)` on
+        SQLite."""
+        if self._on_postgres:
+            ids = sa.bindparam("ids", list(values), type_=postgresql.ARRAY(sa.String()))
+            return column == sa.any_(ids)
+        return column.in_(list(values))
 
     # -- revocations ----------------------------------------------------------------
 
@@ -69,7 +79,7 @@ class UserStore:
         step = self._read_chunk
         for start in range(0, len(user_ids), step):
             query = sa.select(revocations.c.user_id, revocations.c.revoked_at).where(
-                revocations.c.user_id.in_(list(user_ids[start : start + step]))
+                self._among(revocations.c.user_id, user_ids[start : start + step])
             )
             async with self._reader.connect() as conn:
                 found.update(
@@ -181,7 +191,7 @@ class UserStore:
                     presence_instances,
                     presence_instances.c.instance_id == presence.c.instance_id,
                 )
-                .where(presence.c.user_id.in_(list(user_ids[start : start + step])), alive)
+                .where(self._among(presence.c.user_id, user_ids[start : start + step]), alive)
                 .group_by(presence.c.user_id)
             )
             async with self._reader.connect() as conn:

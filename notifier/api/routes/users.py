@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+import orjson
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from notifier.api import responses as doc
 from notifier.api.body import parse
@@ -98,11 +99,13 @@ async def presence(
 )
 async def bulk_presence(
     request: Request, _publisher: PublisherDep, service: ServiceDep
-) -> dict[str, Any]:
-    """`{"user_ids": [...]}`, 1..1000 ids."""
+) -> Response:
+    """`{"user_ids": [...]}`, 1..1000 ids. Serialized here with orjson: FastAPI's
+    encoder would walk the 1,000 entries again."""
     body = await parse(request, PresenceIn)
     found = await service.presence_of(list(dict.fromkeys(body.user_ids)))
-    return {"presence": {user: {"online": n > 0, "connections": n} for user, n in found.items()}}
+    answer = {"presence": {user: {"online": n > 0, "connections": n} for user, n in found.items()}}
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 @router.post(
