@@ -11,11 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import notifier
 from notifier import db
-from notifier.api import lean, ws
+from notifier.api import lean, stack, ws
+from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
 from notifier.api.routes import inbox, ops, publish, users
 from notifier.auth import ApiKeys, TokenVerifier
@@ -30,13 +31,29 @@ log = logging.getLogger("notifier.app")
 
 class App(FastAPI):
     """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve` (its
-    docstring says why: memory per socket)."""
+    docstring says why: memory per socket), and the middleware stack is `api.stack`'s."""
+
+    access_log_slow_seconds: float | None = None
+    """Set: failed and slow requests are logged (`api.accesslog`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await ws.serve(self.state.service, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = stack.build(
+            self.router,
+            self.router.routes,
+            self.user_middleware,
+            self.exception_handlers,
+            self.debug,
+        )
+        if self.access_log_slow_seconds is not None:
+            # Outside ServerErrorMiddleware, so that it sees the 500 that one sends.
+            app = ErrorsAndSlow(app, self.access_log_slow_seconds)
+        return app
 
 
 def build_service(settings: Settings) -> Service:
@@ -102,6 +119,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
+    if settings.access_log == "errors":
+        app.access_log_slow_seconds = settings.access_log_slow_ms / 1000
     app.add_middleware(BodyLimit, routes=app.router.routes)
     lean.include(app, publish.router)
     app.include_router(inbox.router)

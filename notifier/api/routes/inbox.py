@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from notifier.api import responses as doc
-from notifier.api.body import parse
+from notifier.api.body import JSONBytes, parse
 from notifier.api.deps import ServiceDep, UserDep
 from notifier.api.schemas import ArchiveIn, ReadIn
 from notifier.wire.frames import MAX_SEQ
@@ -59,7 +59,7 @@ async def list_notifications(
         unread=unread,
         archived=None if archived == "any" else archived == "true",
     )
-    return Response(list_body(items), media_type="application/json")
+    return JSONBytes(list_body(items))
 
 
 @router.get(
