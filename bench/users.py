@@ -79,12 +79,12 @@ class Served:
             NOTIFIER_DATABASE_URL=database.url,
             NOTIFIER_JWT_SECRET=JWT_SECRET,
             NOTIFIER_API_KEYS=f"bench:{API_KEY}",
-            NOTIFIER_LOG_LEVEL="warning",
         )
+        # As shipped, like bench.run: the default log level and access log.
         command = [sys.executable, "-m", "notifier", "serve", "--port", str(self.port)]
         with log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                [*command, "--no-access-log"],
+                command,
                 env=env,
                 cwd=root,
                 stdout=out,
