@@ -12,12 +12,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from tests.conftest import migrate
 from tests.e2e.http_support import assert_error, parse_time
 from tests.e2e.ws_support import close_code, expect_no_connection, own_server, ping_pong
 from tests.support import (
+    PG_ADMIN_DSN,
     Server,
     free_port,
     make_token,
@@ -186,3 +189,31 @@ def test_revoke_metric_counts(server: Server) -> None:
     before = count()
     revoked_cut(server, new_user())
     assert count() == before + 1
+
+
+async def test_revocation_during_a_listen_outage_still_holds(fresh_pg_database: str) -> None:
+    """Every LISTEN connection is terminated and the user revoked through B at once (A
+    may miss the NOTIFY): A still closes its socket of the user with 4403 (it reloads its
+    copy after reconnecting, or its reconcile round finds it) and refuses the old token."""
+    migrate(fresh_pg_database)
+    user = new_user()
+    old = make_token(user)
+    env = {"NOTIFIER_BUS": "postgres"}
+    async with own_server(fresh_pg_database, **env) as a, own_server(fresh_pg_database, **env) as b:
+        async with ws_connect(a, token=old) as ws:
+            await ping_pong(ws)
+            admin = await asyncpg.connect(PG_ADMIN_DSN)
+            try:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE query ILIKE 'LISTEN%' AND datname = $1",
+                    fresh_pg_database.rsplit("/", 1)[1],
+                )
+            finally:
+                await admin.close()
+            assert killed >= 1
+            revoked_cut(b, user)
+            assert inbox_status(a, old) == 401
+            code, _ = await close_code(ws, 15)
+        assert code == 4403
+        await expect_no_connection(ws_url(a, token=old), close_codes=(4401,), statuses=())
