@@ -9,6 +9,7 @@ import re
 
 import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.ws_support import close_code, expect_no_connection, own_server, ping_pong
@@ -60,16 +61,14 @@ async def test_concurrent_handshakes_never_pass_the_cap(sqlite_url: str) -> None
     other 7 are closed with 4429."""
     user = new_user()
     async with own_server(sqlite_url, NOTIFIER_MAX_SOCKETS_PER_USER="5") as server:
-        from websockets.asyncio.client import connect
-
         sockets = await asyncio.gather(*(connect(ws_url(server, user)) for _ in range(12)))
         try:
 
-            async def outcome(ws: object) -> int | None:
+            async def outcome(ws: ClientConnection) -> int | None:
                 try:
-                    await ping_pong(ws)  # type: ignore[arg-type]
-                except Exception:
-                    code, _ = await close_code(ws)  # type: ignore[arg-type]
+                    await ping_pong(ws)
+                except ConnectionClosed:
+                    code, _ = await close_code(ws)
                     return code
                 return None
 
