@@ -24,7 +24,7 @@ from notifier.bus import create_bus
 from notifier.config import Settings
 from notifier.hub import Hub
 from notifier.service import Service
-from notifier.store import create_store
+from notifier.store import create_store, sqlpublish
 
 log = logging.getLogger("notifier.app")
 
@@ -101,6 +101,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if db.is_sqlite(service.store.engine):
             await db.upgrade(service.store.engine)
+        else:  # what notifier_publish() cannot read from this process's environment
+            await sqlpublish.record_settings(service.store.engine, settings.max_payload_bytes)
         await service.start()
         try:
             async with on_startup() if on_startup is not None else nullcontext():

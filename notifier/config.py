@@ -186,6 +186,11 @@ class Settings(BaseSettings):
                 "NOTIFIER_BUS=postgres needs a PostgreSQL NOTIFIER_DATABASE_URL: use "
                 "postgresql+asyncpg://..., or NOTIFIER_BUS=memory with SQLite"
             )
+        if any(entry.partition(":")[0] == "sql" for entry in self.api_keys if ":" in entry):
+            return (
+                "NOTIFIER_API_KEYS names a publisher 'sql': that name is reserved for "
+                "notifier_publish() (its idempotency keys are its own): choose another name"
+            )
         if self.effective_bus == "redis" and not self.redis_url.startswith(REDIS_SCHEMES):
             return "NOTIFIER_REDIS_URL must start with redis://, rediss:// or unix://"
         return None
