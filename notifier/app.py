@@ -18,7 +18,7 @@ from notifier import db
 from notifier.api import lean, stack, ws
 from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish
+from notifier.api.routes import inbox, ops, publish, users
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -63,6 +63,7 @@ def build_service(settings: Settings) -> Service:
     engine = db.create_engine(
         settings.database_url, lock_timeout_ms=settings.publish_lock_timeout_ms
     )
+    origin = uuid.uuid4().hex
     return Service(
         settings=settings,
         store=create_store(engine),
@@ -71,7 +72,7 @@ def build_service(settings: Settings) -> Service:
             settings.effective_bus,
             engine=engine,
             redis_url=settings.redis_url,
-            origin=uuid.uuid4().hex,
+            origin=origin,
         ),
         verifier=TokenVerifier(
             key=key,
@@ -81,6 +82,7 @@ def build_service(settings: Settings) -> Service:
             leeway=settings.jwt_leeway_seconds,
         ),
         api_keys=ApiKeys(settings.api_keys),
+        instance_id=origin,
     )
 
 
@@ -126,6 +128,7 @@ def create_app(
     app.add_middleware(BodyLimit, routes=app.router.routes)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
+    app.include_router(users.router)
     app.include_router(ops.router)
 
     @app.exception_handler(OperationalError)
