@@ -19,7 +19,7 @@ from notifier.api import lean, stack, ws
 from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
 from notifier.api.cors import UserRoutesCors
-from notifier.api.routes import client, demo, inbox, ops, publish
+from notifier.api.routes import client, demo, inbox, ops, publish, users
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -61,7 +61,10 @@ def build_service(settings: Settings) -> Service:
     key = settings.jwt_public_key or settings.jwt_secret
     if key is None:
         raise ValueError("a JWT secret or public key is required")
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(
+        settings.database_url, lock_timeout_ms=settings.publish_lock_timeout_ms
+    )
+    origin = uuid.uuid4().hex
     return Service(
         settings=settings,
         store=create_store(engine),
@@ -70,7 +73,7 @@ def build_service(settings: Settings) -> Service:
             settings.effective_bus,
             engine=engine,
             redis_url=settings.redis_url,
-            origin=uuid.uuid4().hex,
+            origin=origin,
         ),
         verifier=TokenVerifier(
             key=key,
@@ -80,6 +83,7 @@ def build_service(settings: Settings) -> Service:
             leeway=settings.jwt_leeway_seconds,
         ),
         api_keys=ApiKeys(settings.api_keys),
+        instance_id=origin,
     )
 
 
@@ -127,6 +131,7 @@ def create_app(
     app.add_middleware(UserRoutesCors, allowed_origins=settings.allowed_origins)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
+    app.include_router(users.router)
     app.include_router(ops.router)
     app.include_router(client.router)
     app.include_router(demo.router)

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=65536, gt=0)
     """No upper bound: above the request body limits (`api/body.py`) those govern."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_sockets_per_user: int = Field(default=100, ge=1)
+    """Open WebSocket and SSE streams one user may hold on one instance (one process)."""
 
     # Extensions beyond the contract (documented in docs/reference.md).
     ws_max_buffer_bytes: int = Field(default=1024 * 1024, ge=4096)
@@ -113,6 +115,10 @@ class Settings(BaseSettings):
     replay_page_size: int = Field(default=1000, ge=1, le=5000)
     reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
     """How often sockets are checked against the database while the bus is healthy."""
+    publish_lock_timeout_ms: int = Field(default=5000, ge=0)
+    """How long a publish waits for a user's stream held by another transaction (a
+    backend's open transaction that called notifier_publish()) before it gives up with
+    503; 0 waits for ever. Longer than any lock notifier itself holds."""
     retention_days: float | None = Field(default=None, gt=0)
     """Delete notifications older than this; unset keeps them forever."""
     log_level: LogLevel = "info"

@@ -17,6 +17,7 @@ import pytest
 from notifier.bus.postgres import asyncpg_dsn
 from tests.conftest import migrate
 from tests.support import (
+    API_KEY,
     PG_ADMIN_DSN,
     Server,
     new_user,
@@ -247,3 +248,48 @@ async def test_serve_records_its_payload_limit_for_the_function(fresh_pg_databas
         assert count == 2
     finally:
         await conn.close()
+
+
+async def test_an_open_transaction_does_not_stall_other_publishers(
+    pg_database: str, backend: asyncpg.Connection
+) -> None:
+    """A backend transaction that called notifier_publish() and stays open holds its
+    user's stream: an HTTP publish to that user answers 503 with Retry-After after the
+    lock timeout (the publisher retries), while concurrent publishes to other users
+    answer 201 within about that time, not after the transaction ends."""
+    server = Server(
+        pg_database,
+        env_extra={"NOTIFIER_BUS": "postgres", "NOTIFIER_PUBLISH_LOCK_TIMEOUT_MS": "300"},
+    ).start()
+    try:
+        held = new_user()
+        others = [new_user() for _ in range(6)]
+        await backend.execute("BEGIN")
+        await sql_publish(backend, held, {"open": True})
+        async with httpx.AsyncClient(base_url=server.url, timeout=timeout(20)) as http:
+
+            async def post(user: str) -> httpx.Response:
+                return await http.post(
+                    "/v1/notifications",
+                    json={"user_id": user, "type": "t", "data": {}},
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                )
+
+            started = time.monotonic()
+            answers = await asyncio.gather(post(held), *(post(u) for u in others))
+            elapsed = time.monotonic() - started
+        await backend.execute("ROLLBACK")
+        stuck, *rest = answers
+        assert stuck.status_code == 503, stuck.text
+        assert stuck.headers["retry-after"] == "1"
+        assert [r.status_code for r in rest] == [201] * len(others)
+        assert elapsed < timeout(5)  # bounded by the lock timeout, not the transaction
+        retried = await asyncio.to_thread(
+            httpx.post,
+            server.url + "/v1/notifications",
+            json={"user_id": held, "type": "t", "data": {}},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        assert retried.status_code == 201 and retried.json()["seq"] == 1  # the SQL one rolled back
+    finally:
+        server.stop()

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier import db
 from notifier.bus.postgres import CHANNEL, asyncpg_dsn
 from notifier.store import NewNotification, Store, create_store, sqlpublish
+from notifier.store.base import StreamBusy
 from notifier.wire.announcement import MAX_PAYLOAD_BYTES, Announcement
 from notifier.wire.notification import FRAME_SQL
 from tests.store.test_frames import HOSTILE, TYPES
@@ -292,6 +293,33 @@ async def test_sql_and_store_publishes_share_one_stream(
     [published] = await asyncio.wait_for(http, timeout(5))
     assert published.notification.seq == 2
     assert await seqs(backend, user) == [1, 2]
+
+
+async def test_a_stream_held_past_the_lock_timeout_fails_that_publish_alone(
+    backend: asyncpg.Connection, pg_database: str
+) -> None:
+    """With a lock timeout (`NOTIFIER_PUBLISH_LOCK_TIMEOUT_MS`), a publish to a user whose
+    stream an open SQL transaction holds gives up with StreamBusy (a 503 over HTTP, a
+    retry for the publisher) and stores nothing, while another user's publish goes
+    through; once the transaction commits, the user's next publish numbers after it."""
+    engine = db.create_engine(pg_database, lock_timeout_ms=200)
+    store = create_store(engine)
+    try:
+        held, free = new_user(), new_user()
+        await backend.execute("BEGIN")
+        await publish(backend, held, {"from": "sql"})
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(StreamBusy):
+            await store.publish("main", [NewNotification(held, "t", "{}", "")])
+        assert asyncio.get_running_loop().time() - started < timeout(5)
+        [other] = await store.publish("main", [NewNotification(free, "t", "{}", "")])
+        assert other.notification.seq == 1
+        await backend.execute("COMMIT")
+        [after] = await store.publish("main", [NewNotification(held, "t", "{}", "")])
+        assert after.notification.seq == 2
+        assert await seqs(backend, held) == [1, 2]
+    finally:
+        await engine.dispose()
 
 
 # -- idempotency ----------------------------------------------------------------------
