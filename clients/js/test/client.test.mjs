@@ -332,3 +332,26 @@ test("a revoked user's client goes to `revoked` and never reconnects, in any tab
   assert.equal(calls, before, "no token asked for, no reconnect tried");
   assert.equal(await server.metric("notifier_open_sockets"), 0);
 });
+
+test("archive: the archived frame reaches the client and the unread count drops", async (t) => {
+  const user = newUser();
+  const first = await server.publish(user, { text: "one" });
+  const { client } = open(user);
+  t.after(() => client.close());
+  const archived = [];
+  client.on("archived", (event) => archived.push(event));
+  await until(() => client.unread, (u) => u === 1);
+  const second = await server.publish(user, { text: "two" });
+  await until(() => client.unread, (u) => u === 2);
+  try {
+    assert.equal(await client.archive([first.id]), 1);
+  } catch (error) {
+    if (error.status === 404) return t.skip("this server has no archive");
+    throw error;
+  }
+  await until(() => archived.length, (c) => c === 1);
+  assert.deepEqual(archived[0], { ids: [first.id] });
+  await until(() => client.unread, (u) => u === 1);
+  assert.deepEqual((await client.list()).map((n) => n.id), [second.id]);
+  assert.deepEqual((await client.list({ archived: "any" })).map((n) => n.seq), [2, 1]);
+});
