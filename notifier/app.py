@@ -18,7 +18,8 @@ from notifier import db
 from notifier.api import lean, stack, ws
 from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish, users
+from notifier.api.cors import UserRoutesCors
+from notifier.api.routes import client, demo, inbox, ops, publish, users
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -126,10 +127,14 @@ def create_app(
     if settings.access_log == "errors":
         app.access_log_slow_seconds = settings.access_log_slow_ms / 1000
     app.add_middleware(BodyLimit, routes=app.router.routes)
+    # Outermost: a preflight is answered before any other middleware looks at it.
+    app.add_middleware(UserRoutesCors, allowed_origins=settings.allowed_origins)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
     app.include_router(users.router)
     app.include_router(ops.router)
+    app.include_router(client.router)
+    app.include_router(demo.router)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
