@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 import notifier
 from notifier import db
-from notifier.api import lean, ws
+from notifier.api import lean, sse, ws
 from notifier.api.body import BodyLimit
 from notifier.api.routes import inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
@@ -29,12 +29,14 @@ log = logging.getLogger("notifier.app")
 
 
 class App(FastAPI):
-    """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve` (its
-    docstring says why: memory per socket)."""
+    """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve`, and the SSE
+    stream to `api.sse.serve` (their docstrings say why: memory per stream)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await ws.serve(self.state.service, scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == sse.PATH:
+            await sse.serve(self.state.service, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 

@@ -7,7 +7,7 @@ socket. A notification's frame is built once and shared by every socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from notifier.wire.announcement import Announcement
@@ -20,6 +20,9 @@ class Subscriber(Protocol):
 
     def push(self, frame: str) -> None:
         """A frame outside the seq stream (read state)."""
+
+    def request_close(self, code: int, reason: str) -> None:
+        """End the stream with `code`, whatever its transport (see `notifier.transport`)."""
 
 
 class Hub:
@@ -45,6 +48,12 @@ class Hub:
 
     def subscribers(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))
+
+    def all(self) -> Iterator[Subscriber]:
+        """Every stream this instance holds (a snapshot: closing them while iterating is
+        safe)."""
+        for subscribers in list(self._by_user.values()):
+            yield from subscribers
 
     def deliver(self, notifications: Iterable[Notification]) -> None:
         """Notifications committed by this instance."""

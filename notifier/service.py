@@ -20,14 +20,17 @@ from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
+from notifier.connection import CLOSE_SERVICE_RESTART
 from notifier.expiry import Expiries
 from notifier.heads import HeadReader
+from notifier.heartbeat import Heartbeats
 from notifier.hub import Hub, Subscriber
 from notifier.store import NewNotification, Published, Store
 from notifier.wire.frames import read_frame_ids, read_frame_up_to
 
 log = logging.getLogger("notifier.service")
 _RECONCILE_SLICE = 500
+_DRAINING = "server shutting down; reconnect and resume"
 
 
 @dataclass
@@ -43,6 +46,9 @@ class Service:
         self.committer = GroupCommitter(self.store, self.bus.in_transaction)
         self.heads = HeadReader(self.store)
         self.expiries = Expiries()
+        self.heartbeats = Heartbeats(self.settings.sse_heartbeat_seconds)
+        self.draining = False
+        """Set by `drain`: the process is stopping, every stream is closed with 1012."""
 
     async def start(self) -> None:
         self._resync_now = asyncio.Event()
@@ -50,6 +56,7 @@ class Service:
         self._tasks = [
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.expiries.run(), name="expiries"),
+            asyncio.create_task(self.heartbeats.run(), name="heartbeats"),
         ]
         if self.settings.retention_days is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
@@ -64,7 +71,22 @@ class Service:
     async def attach(self, user_id: str, subscriber: Subscriber) -> None:
         """Subscribe a socket to live delivery; returns once the bus carries its user."""
         self.hub.add(user_id, subscriber)
+        if self.draining:
+            subscriber.request_close(CLOSE_SERVICE_RESTART, _DRAINING)
         await self.bus.watch(user_id)  # also waits for a SUBSCRIBE still in flight
+
+    def drain(self) -> None:
+        """The process is stopping (SIGTERM): close every stream with 1012, so that
+        clients reconnect (to another instance) and resume; a stream that arrives from
+        now on is closed the same way as soon as it is attached.
+
+        Called by `serve` when the signal arrives (`notifier.process`), before uvicorn
+        stops listening and waits for open requests: an SSE response would otherwise run
+        until the graceful-shutdown timeout and then be cut with no `close` event.
+        """
+        self.draining = True
+        for subscriber in self.hub.all():
+            subscriber.request_close(CLOSE_SERVICE_RESTART, _DRAINING)
 
     def detach(self, user_id: str, subscriber: Subscriber) -> None:
         self.hub.remove(user_id, subscriber)
