@@ -81,6 +81,8 @@ def notification(item: Any) -> dict[str, Any] | None:
         "data": data,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "read_at": None,
+        "topic": None,
+        "archived_at": None,
     }
 
 

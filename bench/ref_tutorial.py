@@ -89,6 +89,8 @@ def make_notification(item: NotificationIn) -> dict[str, Any]:
         "data": item.data,
         "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "read_at": None,
+        "topic": None,
+        "archived_at": None,
     }
 
 

@@ -24,9 +24,19 @@ NOTIFICATION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": (
         "One notification, the same object in every HTTP answer and WebSocket frame. "
-        "Fields may be added; these seven are always present."
+        "Fields may be added; these nine are always present."
     ),
-    "required": ["id", "user_id", "seq", "type", "data", "created_at", "read_at"],
+    "required": [
+        "id",
+        "user_id",
+        "seq",
+        "type",
+        "data",
+        "created_at",
+        "read_at",
+        "topic",
+        "archived_at",
+    ],
     "properties": {
         "id": {"type": "string", "format": "uuid", "description": "Unique id."},
         "user_id": {
@@ -65,6 +75,20 @@ NOTIFICATION_SCHEMA: dict[str, Any] = {
             "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$",
             "description": "When the user marked it read, or null while unread.",
         },
+        "topic": {
+            "type": ["string", "null"],
+            "maxLength": 255,
+            "description": (
+                "The topic it was published to, or null for a notification addressed to "
+                "the user directly."
+            ),
+        },
+        "archived_at": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$",
+            "description": "When the user archived it, or null.",
+        },
     },
 }
 
@@ -76,6 +100,8 @@ NOTIFICATION_EXAMPLE: dict[str, Any] = {
     "data": {"post": 42, "text": "Nice!"},
     "created_at": "2026-11-24T05:00:00.123456Z",
     "read_at": None,
+    "topic": None,
+    "archived_at": None,
 }
 
 ERROR_SCHEMA: dict[str, Any] = {

@@ -134,6 +134,8 @@ def row_to_notification(row: Mapping[Any, Any]) -> Notification:
         data_json=row["data"],
         created_at=created,
         read_at=_utc(row["read_at"]),
+        topic=row["topic"],
+        archived_at=_utc(row["archived_at"]),
     )
 
 

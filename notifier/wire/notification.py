@@ -29,6 +29,8 @@ class Kind(enum.Enum):
     """A UUID's canonical text: nothing in it to escape."""
     TEXT = "text"
     """A string, JSON-escaped."""
+    OPTIONAL_TEXT = "text?"
+    """A string, or null."""
     INT = "int"
     JSON = "json"
     """JSON text as stored, embedded as it is."""
@@ -56,6 +58,8 @@ FIELDS = (
     Field("data", "data", Kind.JSON),
     Field("created_at", "created_at", Kind.TIME),
     Field("read_at", "read_at", Kind.OPTIONAL_TIME),
+    Field("topic", "topic", Kind.OPTIONAL_TEXT),
+    Field("archived_at", "archived_at", Kind.OPTIONAL_TIME),
 )
 COLUMNS = tuple(f.column for f in FIELDS)
 """The columns a notification is read from, in `FIELDS` order."""
@@ -98,6 +102,9 @@ class Notification:
     """`data` as compact JSON text, exactly as stored."""
     created_at: datetime
     read_at: datetime | None = None
+    topic: str | None = None
+    """The topic it was published to; None when addressed to the user directly."""
+    archived_at: datetime | None = None
     _json: bytes = field(default=b"", compare=False, repr=False)
     _frame: str = field(default="", compare=False, repr=False)
 
@@ -111,6 +118,8 @@ class Notification:
             "data": orjson.Fragment(self.data_json),
             "created_at": rfc3339(self.created_at),
             "read_at": rfc3339(self.read_at) if self.read_at is not None else None,
+            "topic": self.topic,
+            "archived_at": rfc3339(self.archived_at) if self.archived_at is not None else None,
         }
 
     @property
@@ -133,7 +142,12 @@ class Notification:
 
 
 def frame_around_seq(
-    id: str, user_id: str, type: str, data_json: str, created_at: datetime
+    id: str,
+    user_id: str,
+    type: str,
+    data_json: str,
+    created_at: datetime,
+    topic: str | None = None,
 ) -> tuple[str, str]:
     """The frame of a new (unread) notification whose seq is not known yet, as the text
     before the seq and the text after it: `before + str(seq) + after` is its `frame`.
@@ -155,7 +169,9 @@ def frame_around_seq(
         + data_json
         + ',"created_at":"'
         + rfc3339(created_at)
-        + '","read_at":null}}'
+        + '","read_at":null,"topic":'
+        + (orjson.dumps(topic).decode() if topic is not None else "null")
+        + ',"archived_at":null}}'
     )
     return before, after
 
@@ -172,6 +188,7 @@ _PG_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 _PG_VALUE: dict[Kind, tuple[str, str, str]] = {
     Kind.UUID: ('"', "{}::text", '"'),
     Kind.TEXT: ("", "to_json({})::text", ""),
+    Kind.OPTIONAL_TEXT: ("", "COALESCE(to_json({})::text, 'null')", ""),
     Kind.INT: ("", "{}::text", ""),
     Kind.JSON: ("", "{}", ""),
     Kind.TIME: ('"', _PG_TIME, '"'),

@@ -21,7 +21,7 @@ from tests.support import (
     publisher_headers,
 )
 
-FIELDS = {"id", "user_id", "seq", "type", "data", "created_at", "read_at"}
+FIELDS = {"id", "user_id", "seq", "type", "data", "created_at", "read_at", "topic", "archived_at"}
 
 
 def post_raw(
@@ -43,10 +43,12 @@ def assert_notification(item: dict[str, Any]) -> None:
     assert isinstance(item["created_at"], str)
     parse_time(item["created_at"])
     assert item["read_at"] is None or isinstance(item["read_at"], str)
+    assert item["topic"] is None or isinstance(item["topic"], str)
+    assert item["archived_at"] is None or isinstance(item["archived_at"], str)
 
 
 def test_publish_returns_201_with_full_notification(server: Server) -> None:
-    """A publish answers 201 with all seven fields, of the right types and values."""
+    """A publish answers 201 with all nine fields, of the right types and values."""
     user = new_user()
     data = {"text": "hi", "nested": {"list": [1, 2.5, None, True, "é"]}, "n": -3}
     before = datetime.now(UTC) - timedelta(seconds=5)
@@ -61,6 +63,7 @@ def test_publish_returns_201_with_full_notification(server: Server) -> None:
     assert item["data"] == data
     assert item["seq"] == 1
     assert item["read_at"] is None
+    assert (item["topic"], item["archived_at"]) == (None, None)  # direct, not archived (v1.1)
     assert before <= parse_time(item["created_at"]) <= after
     assert inbox(server, user) == [item]
 

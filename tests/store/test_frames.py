@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 
+from notifier.models import notifications
 from notifier.store import IdempotencyConflict, NewNotification, PublishRequest, Store
 from notifier.wire.notification import Notification
 from tests.support import new_user
@@ -114,6 +116,16 @@ async def test_frames_are_the_rows_frames_and_the_api_objects_byte_for_byte(
     assert await store.mark_read_ids(user, [sent[2].notification.id]) == [sent[2].notification.id]
     after_read = datetime.now(UTC)
     read_seqs = {1, 3}
+    # seq 2 as a topic publish would write it, and archived (v1.1 fields), the topic
+    # as hostile as the users.
+    topic = 'topic"\\</script>\u2028é'
+    archived = datetime(2026, 12, 1, 3, 4, 5, 60, tzinfo=UTC)
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            sa.update(notifications)
+            .where(notifications.c.user_id == user, notifications.c.seq == 2)
+            .values(topic=topic, archived_at=archived)
+        )
 
     frames = await store.frames_after(user, 0, 100)
     rows = await store.after(user, 0, 100)
@@ -130,13 +142,26 @@ async def test_frames_are_the_rows_frames_and_the_api_objects_byte_for_byte(
         body = parsed["notification"]
         # The very object GET /v1/notifications answers for this row.
         assert body == orjson.loads(listed.json)
-        assert list(body) == ["id", "user_id", "seq", "type", "data", "created_at", "read_at"]
+        assert list(body) == [
+            "id",
+            "user_id",
+            "seq",
+            "type",
+            "data",
+            "created_at",
+            "read_at",
+            "topic",
+            "archived_at",
+        ]
+        marked = seq == 2
+        assert body["topic"] == (topic if marked else None)
+        assert body["archived_at"] == ("2026-12-01T03:04:05.000060Z" if marked else None)
         read_at = body["read_at"]
         if seq in read_seqs:
             assert isinstance(read_at, str) and STAMP.fullmatch(read_at), read_at
             moment = datetime.strptime(read_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
             assert before_read <= moment <= after_read
-        else:
+        elif not marked:
             assert read_at is None
             # Unread, the replayed frame is the one pushed live at publish time.
             assert frame == published.frame
@@ -149,12 +174,16 @@ async def test_frames_are_the_rows_frames_and_the_api_objects_byte_for_byte(
             "data": item.data,
             "created_at": rfc3339(published.created_at),
             "read_at": read_at,
+            "topic": body["topic"],
+            "archived_at": body["archived_at"],
         }
+        if marked:
+            continue
         assert frame == (
             f'{{"type":"notification","notification":{{"id":"{published.id}",'
             f'"user_id":{json_text(user)},"seq":{seq},"type":{json_text(published.type)},'
             f'"data":{json_text(item.data)},"created_at":"{rfc3339(published.created_at)}",'
-            f'"read_at":{json_text(read_at)}}}}}'
+            f'"read_at":{json_text(read_at)},"topic":null,"archived_at":null}}}}'
         )
         assert row.id == published.id
 

@@ -19,7 +19,7 @@ from notifier.wire.notification import (
 from notifier.wire.notification import FIELDS as WIRE_FIELDS
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
-FIELDS = {"id", "user_id", "seq", "type", "data", "created_at", "read_at"}
+FIELDS = {"id", "user_id", "seq", "type", "data", "created_at", "read_at", "topic", "archived_at"}
 
 
 def make(data_json: str = '{"text":"hi"}', read_at: datetime | None = None) -> Notification:
@@ -57,8 +57,8 @@ def test_rfc3339_is_utc_with_z(moment: datetime, expected: str) -> None:
     assert RFC3339_UTC.match(text)
 
 
-def test_json_has_the_seven_fields_with_types() -> None:
-    """The Notification JSON has the contract's seven fields with their types."""
+def test_json_has_the_nine_fields_with_types() -> None:
+    """The Notification JSON has the contract's nine fields (v1.1) with their types."""
     body = json.loads(make().json)
     assert set(body) >= FIELDS
     assert body == {
@@ -69,6 +69,8 @@ def test_json_has_the_seven_fields_with_types() -> None:
         "data": {"text": "hi"},
         "created_at": "2026-11-24T05:00:00.123456Z",
         "read_at": None,
+        "topic": None,
+        "archived_at": None,
     }
 
 
@@ -121,7 +123,17 @@ def test_python_and_postgresql_write_the_fields_of_one_list_in_its_order() -> No
     (`FRAME_SQL`, generated from it) all name its keys in its order, and PostgreSQL reads
     each from its column."""
     keys = [f.key for f in WIRE_FIELDS]
-    assert keys == ["id", "user_id", "seq", "type", "data", "created_at", "read_at"]
+    assert keys == [
+        "id",
+        "user_id",
+        "seq",
+        "type",
+        "data",
+        "created_at",
+        "read_at",
+        "topic",
+        "archived_at",
+    ]
     notification = make()
     assert list(notification.to_dict()) == keys
     assert list(json.loads(notification.json)) == keys
@@ -150,5 +162,33 @@ def test_the_replay_frame_sql_writes_each_kind_as_python_does() -> None:
         ' \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
         " || '\",\"read_at\":' || COALESCE('\"' || to_char(read_at AT TIME ZONE 'UTC',"
         " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '\"', 'null')"
+        " || ',\"topic\":' || COALESCE(to_json(topic)::text, 'null')"
+        " || ',\"archived_at\":' || COALESCE('\"' || to_char(archived_at AT TIME ZONE 'UTC',"
+        " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || '\"', 'null')"
         " || '}}'"
     )
+
+
+def test_topic_and_archived_at_are_written_when_set() -> None:
+    """A topic notification names its topic, an archived one its archived_at (v1.1); a
+    new topic notification's frame (`frame_around_seq`) carries the topic too."""
+    moment = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    notification = Notification(
+        id="0b6c7d8e-0000-4000-8000-000000000002",
+        user_id="alice",
+        seq=3,
+        type="order.shipped",
+        data_json="{}",
+        created_at=moment,
+        read_at=moment,
+        topic="order:42",
+        archived_at=moment,
+    )
+    body = json.loads(notification.json)
+    assert body["topic"] == "order:42"
+    assert body["archived_at"] == "2026-12-01T03:00:00.000000Z"
+    before, after = frame_around_seq(
+        notification.id, "alice", "order.shipped", "{}", moment, topic='a"b'
+    )
+    new = json.loads(before + "3" + after)["notification"]
+    assert (new["topic"], new["archived_at"], new["read_at"]) == ('a"b', None, None)
