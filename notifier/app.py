@@ -11,11 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import notifier
 from notifier import db
-from notifier.api import lean, sse, ws
+from notifier.api import lean, sse, stack, ws
 from notifier.api.body import BodyLimit
 from notifier.api.routes import inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
@@ -30,7 +30,8 @@ log = logging.getLogger("notifier.app")
 
 class App(FastAPI):
     """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve`, and the SSE
-    stream to `api.sse.serve` (their docstrings say why: memory per stream)."""
+    stream to `api.sse.serve` (their docstrings say why: memory per stream); the
+    middleware stack is `api.stack`'s."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -39,6 +40,15 @@ class App(FastAPI):
             await sse.serve(self.state.service, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return stack.build(
+            self.router,
+            self.router.routes,
+            self.user_middleware,
+            self.exception_handlers,
+            self.debug,
+        )
 
 
 def build_service(settings: Settings) -> Service:
