@@ -222,6 +222,15 @@ async def test_the_bearer_header_authenticates_too(pg_server: Server) -> None:
         assert (await sse.event()).data["user_id"] == user
 
 
+async def test_any_origin_may_read_the_stream_while_the_list_is_unset(
+    pg_server: Server,
+) -> None:
+    """Without NOTIFIER_ALLOWED_ORIGINS a cross-origin EventSource may read the stream."""
+    headers = {"Origin": "https://elsewhere.example"}
+    async with sse_open(pg_server, new_user(), headers=headers) as sse:
+        assert sse.response.headers["access-control-allow-origin"] == "*"
+
+
 async def test_origin_outside_the_allowed_list_is_403(tmp_path: Path) -> None:
     """With NOTIFIER_ALLOWED_ORIGINS set, another Origin is 403 JSON; a listed one opens
     the stream with CORS headers for it."""
