@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import notifier
 from notifier import db
 from notifier.api import lean, sse, stack, ws
+from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
 from notifier.api.routes import inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
@@ -33,6 +34,9 @@ class App(FastAPI):
     stream to `api.sse.serve` (their docstrings say why: memory per stream); the
     middleware stack is `api.stack`'s."""
 
+    access_log_slow_seconds: float | None = None
+    """Set: failed and slow requests are logged (`api.accesslog`)."""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await ws.serve(self.state.service, scope, receive, send)
@@ -42,13 +46,17 @@ class App(FastAPI):
             await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return stack.build(
+        app = stack.build(
             self.router,
             self.router.routes,
             self.user_middleware,
             self.exception_handlers,
             self.debug,
         )
+        if self.access_log_slow_seconds is not None:
+            # Outside ServerErrorMiddleware, so that it sees the 500 that one sends.
+            app = ErrorsAndSlow(app, self.access_log_slow_seconds)
+        return app
 
 
 def build_service(settings: Settings) -> Service:
@@ -112,6 +120,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
+    if settings.access_log == "errors":
+        app.access_log_slow_seconds = settings.access_log_slow_ms / 1000
     app.add_middleware(BodyLimit, routes=app.router.routes)
     lean.include(app, publish.router)
     app.include_router(inbox.router)

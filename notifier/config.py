@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BusKind = Literal["memory", "postgres", "redis"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+AccessLog = Literal["errors", "all", "off"]
 
 DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -118,6 +119,11 @@ class Settings(BaseSettings):
     retention_days: float | None = Field(default=None, gt=0)
     """Delete notifications older than this; unset keeps them forever."""
     log_level: LogLevel = "info"
+    access_log: AccessLog = "errors"
+    """`errors`: a line per failed (5xx) or slow request (`api.accesslog`); `all`: a line
+    per request; `off`."""
+    access_log_slow_ms: float = Field(default=1000.0, gt=0)
+    """A request taking this long or longer is logged under `access_log=errors`."""
     dev_credentials_file: str = ".notifier-dev.json"
 
     @field_validator("jwt_algorithms", "api_keys", "allowed_origins", mode="before")
@@ -130,7 +136,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "access_log", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
