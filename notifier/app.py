@@ -24,7 +24,7 @@ from notifier.bus import create_bus
 from notifier.config import Settings
 from notifier.hub import Hub
 from notifier.service import Service
-from notifier.store import create_store
+from notifier.store import create_store, sqlpublish
 
 log = logging.getLogger("notifier.app")
 
@@ -63,7 +63,9 @@ def build_service(settings: Settings) -> Service:
     key = settings.jwt_public_key or settings.jwt_secret
     if key is None:
         raise ValueError("a JWT secret or public key is required")
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(
+        settings.database_url, lock_timeout_ms=settings.publish_lock_timeout_ms
+    )
     return Service(
         settings=settings,
         store=create_store(engine),
@@ -102,6 +104,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if db.is_sqlite(service.store.engine):
             await db.upgrade(service.store.engine)
+        else:  # what notifier_publish() cannot read from this process's environment
+            await sqlpublish.record_settings(service.store.engine, settings.max_payload_bytes)
         await service.start()
         try:
             async with on_startup() if on_startup is not None else nullcontext():

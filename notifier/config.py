@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     replay_page_size: int = Field(default=1000, ge=1, le=5000)
     reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
     """How often sockets are checked against the database while the bus is healthy."""
+    publish_lock_timeout_ms: int = Field(default=5000, ge=0)
+    """How long a publish waits for a user's stream held by another transaction (a
+    backend's open transaction that called notifier_publish()) before it gives up with
+    503; 0 waits for ever. Longer than any lock notifier itself holds."""
     retention_days: float | None = Field(default=None, gt=0)
     """Delete notifications older than this; unset keeps them forever."""
     log_level: LogLevel = "info"
@@ -186,6 +190,11 @@ class Settings(BaseSettings):
             return (
                 "NOTIFIER_BUS=postgres needs a PostgreSQL NOTIFIER_DATABASE_URL: use "
                 "postgresql+asyncpg://..., or NOTIFIER_BUS=memory with SQLite"
+            )
+        if any(entry.partition(":")[0] == "sql" for entry in self.api_keys if ":" in entry):
+            return (
+                "NOTIFIER_API_KEYS names a publisher 'sql': that name is reserved for "
+                "notifier_publish() (its idempotency keys are its own): choose another name"
             )
         if self.effective_bus == "redis" and not self.redis_url.startswith(REDIS_SCHEMES):
             return "NOTIFIER_REDIS_URL must start with redis://, rediss:// or unix://"
