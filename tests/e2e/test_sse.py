@@ -280,7 +280,10 @@ async def _not_reading(server: Server, user: str, total: int, per_batch: int) ->
             f"Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
         )
         raw.sendall(request.encode())
-        await asyncio.sleep(0.3)  # the head is sent and the stream is live
+        raw.settimeout(timeout(20))
+        received = bytearray()
+        while b"\r\n\r\n" not in received:  # the head: from now on the stream is live
+            received += await asyncio.to_thread(raw.recv, 4096)
         baseline = peak = rss_bytes(server.process.pid)
         for _ in range(total // per_batch):
             batch = items(user, per_batch, {"blob": "x" * 1024})
@@ -290,11 +293,12 @@ async def _not_reading(server: Server, user: str, total: int, per_batch: int) ->
         growth = peak - baseline
         assert growth < 100 * 2**20, f"server RSS grew by {growth / 2**20:.0f} MiB"
         raw.settimeout(timeout(40))
-        received = bytearray()
+        deadline = time.monotonic() + timeout(60)
         while chunk := await asyncio.to_thread(raw.recv, 1 << 20):
             received += chunk
             if received.endswith(b"\r\n0\r\n\r\n"):  # the last chunk
                 break
+            assert time.monotonic() < deadline, "the stream was never ended"
         return bytes(received)
     finally:
         raw.close()
