@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import notifier
 from notifier import db
-from notifier.api import lean, stack, ws
+from notifier.api import lean, sse, stack, ws
 from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
 from notifier.api.cors import UserRoutesCors
@@ -31,8 +31,9 @@ log = logging.getLogger("notifier.app")
 
 
 class App(FastAPI):
-    """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve` (its
-    docstring says why: memory per socket), and the middleware stack is `api.stack`'s."""
+    """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve`, and the SSE
+    stream to `api.sse.serve` (their docstrings say why: memory per stream); the
+    middleware stack is `api.stack`'s."""
 
     access_log_slow_seconds: float | None = None
     """Set: failed and slow requests are logged (`api.accesslog`)."""
@@ -40,6 +41,8 @@ class App(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await ws.serve(self.state.service, scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == sse.PATH:
+            await sse.serve(self.state.service, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     reading: closed with 1013."""
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest client frame accepted (uvicorn closes bigger ones with 1009)."""
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=20)
+    """A comment on every SSE stream this often (the contract promises one at least
+    every 20 seconds while nothing else is sent)."""
     replay_page_size: int = Field(default=1000, ge=1, le=5000)
     reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
     """How often sockets are checked against the database while the bus is healthy."""
