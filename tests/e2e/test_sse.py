@@ -292,6 +292,10 @@ async def _not_reading(server: Server, user: str, total: int, per_batch: int) ->
             peak = max(peak, rss_bytes(server.process.pid))
         growth = peak - baseline
         assert growth < 100 * 2**20, f"server RSS grew by {growth / 2**20:.0f} MiB"
+        # Still not reading for several stall periods (NOTIFIER_WS_STALL_SECONDS, 1 s):
+        # under load the batches above can end before the server's stall check has run,
+        # and a client that reads again in time is, rightly, not closed.
+        await asyncio.sleep(timeout(3))
         raw.settimeout(timeout(40))
         deadline = time.monotonic() + timeout(60)
         while chunk := await asyncio.to_thread(raw.recv, 1 << 20):
