@@ -17,7 +17,7 @@ import notifier
 from notifier import db
 from notifier.api import lean, ws
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish
+from notifier.api.routes import inbox, ops, publish, topics
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -103,6 +103,7 @@ def create_app(
     app.add_middleware(BodyLimit, routes=app.router.routes)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
+    app.include_router(topics.router)
     app.include_router(ops.router)
 
     @app.exception_handler(OperationalError)

@@ -3,7 +3,11 @@
 publish: committer (group commit) -> store (commit; the bus's `in_transaction`, if it
 has one, announces inside it) -> hub (this instance's sockets, at once) -> bus
 (`announce`, whatever the engine: it knows whether it still has anything to send). mark
-read: store -> hub -> bus, as `read` frames.
+read: store -> hub -> bus, as `read` frames. topic publish: store (one statement, not
+through the committer: its counters are locked for as long as PostgreSQL works on it,
+and group commit would make unrelated publishes wait with it) -> fanout (this instance's
+sockets, read back from the database) -> bus (`announce_topic`: one announcement for
+every instance).
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
+from notifier.core.topics import TopicPublish, TopicPublished
 from notifier.expiry import Expiries
+from notifier.fanout import TopicFanout
 from notifier.heads import HeadReader
 from notifier.hub import Hub, Subscriber
 from notifier.store import NewNotification, Published, Store
+from notifier.wire.announcement import TopicAnnouncement
 from notifier.wire.frames import read_frame_ids, read_frame_up_to
 
 log = logging.getLogger("notifier.service")
@@ -42,11 +49,18 @@ class Service:
     def __post_init__(self) -> None:
         self.committer = GroupCommitter(self.store, self.bus.in_transaction)
         self.heads = HeadReader(self.store)
+        self.topic_fanout = TopicFanout(self.store, self.hub)
         self.expiries = Expiries()
 
     async def start(self) -> None:
         self._resync_now = asyncio.Event()
-        await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
+        await self.bus.start(
+            BusHandlers(
+                deliver=self.hub.on_announcement,
+                resync=self._resync,
+                deliver_topic=self.topic_fanout.deliver,
+            )
+        )
         self._tasks = [
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.expiries.run(), name="expiries"),
@@ -59,6 +73,7 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.topic_fanout.stop()
         await self.bus.stop()
 
     async def attach(self, user_id: str, subscriber: Subscriber) -> None:
@@ -114,6 +129,24 @@ class Service:
         if repeats:
             metrics.IDEMPOTENT_REPEATS.labels(publisher).inc(repeats)
         return results
+
+    async def publish_topic(self, request: TopicPublish) -> TopicPublished:
+        """Store one notification per subscriber (raises IdempotencyConflict or
+        TooManyRecipients, having stored nothing), then deliver them: on this instance
+        at once, and one announcement for the others."""
+        result = await self.store.publish_topic(request, self.bus.in_transaction)
+        if not result.created:
+            metrics.IDEMPOTENT_REPEATS.labels(request.publisher).inc()
+            return result
+        if result.recipients:
+            metrics.PUBLISHED.labels(request.publisher).inc(result.recipients)
+            announcement = TopicAnnouncement(result.topic, result.created_at)
+            self.topic_fanout.deliver(announcement)
+            try:
+                await self.bus.announce_topic(announcement)
+            except Exception as error:  # committed: other instances catch up on reconcile
+                log.warning("bus announce failed", extra={"error": repr(error)})
+        return result
 
     async def mark_read_up_to(
         self, user_id: str, up_to_seq: int, *, skip: Subscriber | None = None

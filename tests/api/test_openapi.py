@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from notifier.api import responses
-from notifier.api.routes import inbox, ops, publish
+from notifier.api.routes import inbox, ops, publish, topics
 from notifier.app import App
 from tests.support import API_KEY, make_token
 
@@ -45,6 +45,12 @@ class Case:
     requests: list[dict[str, Any]] = field(default_factory=lambda: [{}])
     database_down: bool = False
     document_missing: bool = False
+    url: str | None = None
+    """The path requested, when `path` is a template."""
+
+    @property
+    def path_sent(self) -> str:
+        return self.url if self.url is not None else self.path
 
     @property
     def id(self) -> str:
@@ -59,7 +65,43 @@ def cases() -> list[Case]:
     inbox = "/v1/me/notifications"
     unread, read = f"{inbox}/unread-count", f"{inbox}/read"
     single, batch = "/v1/notifications", "/v1/notifications/batch"
+    subscribers, topic_publish = (
+        "/v1/topics/{topic}/subscribers",
+        "/v1/topics/{topic}/notifications",
+    )
+    members, posted = "/v1/topics/t.1/subscribers", "/v1/topics/t.1/notifications"
+    change = {"add": [USER]}
+    news = {"type": "t", "data": {"n": 1}}
+    big_data = {"type": "t", "data": {"p": "x" * 2000}}
     return [
+        Case("post", subscribers, 200, [{"headers": PUBLISHER, "json": change}], url=members),
+        Case("post", subscribers, 401, [{"json": change}], url=members),
+        Case(
+            "post",
+            subscribers,
+            413,
+            [{"headers": PUBLISHER, "content": BIG[: 1024 * 1024 + 2]}],
+            url=members,
+        ),
+        Case("post", subscribers, 422, [{"headers": PUBLISHER, "json": {}}], url=members),
+        Case("post", subscribers, 503, [{"headers": PUBLISHER, "json": change}], True, url=members),
+        Case("get", subscribers, 200, [{"headers": PUBLISHER}], url=members),
+        Case("get", subscribers, 401, url=members),
+        Case("get", subscribers, 422, [{"headers": PUBLISHER}], url="/v1/topics/a b/subscribers"),
+        Case("get", subscribers, 503, [{"headers": PUBLISHER}], True, url=members),
+        Case("post", topic_publish, 201, [{"headers": PUBLISHER, "json": news}], url=posted),
+        Case("post", topic_publish, 200, [{"headers": key("t"), "json": news}] * 2, url=posted),
+        Case("post", topic_publish, 401, [{"json": news}], url=posted),
+        Case(
+            "post",
+            topic_publish,
+            409,
+            [{"headers": key("u"), "json": j} for j in (news, big_data | {"data": {}})],
+            url=posted,
+        ),
+        Case("post", topic_publish, 413, [{"headers": PUBLISHER, "json": big_data}], url=posted),
+        Case("post", topic_publish, 422, [{"headers": PUBLISHER, "json": {}}], url=posted),
+        Case("post", topic_publish, 503, [{"headers": PUBLISHER, "json": news}], True, url=posted),
         Case("get", inbox, 200, [{"headers": user()}]),
         Case("get", inbox, 401),
         Case("get", inbox, 422, [{"headers": user(), "params": {"limit": 0}}]),
@@ -187,7 +229,8 @@ async def test_every_answer_has_an_example(document: dict[str, Any]) -> None:
 
 def declarations() -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(where, code, answer) for every answer the routes declare, and the planned ones."""
-    for route in (*inbox.router.routes, *ops.router.routes, *publish.router.routes):
+    routers = (inbox.router, ops.router, publish.router, topics.router)
+    for route in (r for router in routers for r in router.routes):
         if isinstance(route, APIRoute):
             for method in route.methods:
                 for code, answer in route.responses.items():
@@ -246,7 +289,7 @@ async def test_each_documented_code_is_provoked(
         await _take_database_away(app)
     with _document_missing() if case.document_missing else _nothing():
         for request in case.requests:
-            answer = await client.request(case.method.upper(), case.path, **request)
+            answer = await client.request(case.method.upper(), case.path_sent, **request)
     if case.database_down:
         await _settle_failed_connections()
     assert answer.status_code == case.status, answer.text
