@@ -24,6 +24,7 @@ from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
+from notifier.core.ratelimit import PublishLimiter
 from notifier.core.topics import TopicPublish, TopicPublished
 from notifier.expiry import Expiries
 from notifier.fanout import TopicFanout
@@ -50,6 +51,7 @@ class Service:
         self.committer = GroupCommitter(self.store, self.bus.in_transaction)
         self.heads = HeadReader(self.store)
         self.topic_fanout = TopicFanout(self.store, self.hub)
+        self.limiter = PublishLimiter.of(self.settings.publish_rate)
         self.expiries = Expiries()
 
     async def start(self) -> None:

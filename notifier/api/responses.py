@@ -292,6 +292,14 @@ UNAVAILABLE = error(
     database="database unavailable; retry (with the same Idempotency-Key)",
 )
 
+RATE_LIMITED = error(
+    "Over NOTIFIER_PUBLISH_RATE: this publisher published more notifications through this "
+    "instance than its rate allows (a batch counts its items, a topic publish 1). Nothing "
+    "is stored; retry after `Retry-After` seconds.",
+    headers=_RETRY_AFTER,
+    rate="publisher 'main' is over its publish rate; retry in 1 s",
+)
+
 PUBLISH_RESPONSES: Responses = {
     200: success(
         "A repeat of an earlier request (same Idempotency-Key, same body): the original "
@@ -306,6 +314,7 @@ PUBLISH_RESPONSES: Responses = {
     409: CONFLICT,
     413: TOO_LARGE_SINGLE,
     422: INVALID,
+    429: RATE_LIMITED,
     503: UNAVAILABLE,
 }
 """For `POST /v1/notifications`: `responses=PUBLISH_RESPONSES`."""
@@ -321,6 +330,7 @@ BATCH_RESPONSES: Responses = {
     409: CONFLICT,
     413: TOO_LARGE_BATCH,
     422: INVALID,
+    429: RATE_LIMITED,
     503: UNAVAILABLE,
 }
 """For `POST /v1/notifications/batch`: `responses=BATCH_RESPONSES`. A batch never
@@ -411,5 +421,6 @@ TOPIC_PUBLISH_RESPONSES: Responses = {
     ),
     413: TOO_LARGE_TOPIC,
     422: INVALID_TOPIC,
+    429: RATE_LIMITED,
     503: UNAVAILABLE,
 }

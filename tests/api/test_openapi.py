@@ -22,6 +22,7 @@ from openapi_spec_validator import validate
 from notifier.api import responses
 from notifier.api.routes import inbox, ops, publish, topics
 from notifier.app import App
+from notifier.core.ratelimit import PublishLimiter
 from tests.support import API_KEY, make_token
 
 USER = "openapi-user"
@@ -45,6 +46,8 @@ class Case:
     requests: list[dict[str, Any]] = field(default_factory=lambda: [{}])
     database_down: bool = False
     document_missing: bool = False
+    rate: float | None = None
+    """NOTIFIER_PUBLISH_RATE for this case."""
     url: str | None = None
     """The path requested, when `path` is a template."""
 
@@ -101,7 +104,23 @@ def cases() -> list[Case]:
         ),
         Case("post", topic_publish, 413, [{"headers": PUBLISHER, "json": big_data}], url=posted),
         Case("post", topic_publish, 422, [{"headers": PUBLISHER, "json": {}}], url=posted),
+        Case(
+            "post",
+            topic_publish,
+            429,
+            [{"headers": PUBLISHER, "json": news}] * 3,
+            url=posted,
+            rate=1,
+        ),
         Case("post", topic_publish, 503, [{"headers": PUBLISHER, "json": news}], True, url=posted),
+        Case("post", single, 429, [{"headers": PUBLISHER, "json": ONE}] * 3, rate=1),
+        Case(
+            "post",
+            batch,
+            429,
+            [{"headers": PUBLISHER, "json": {"notifications": [ONE] * 3}}] * 2,
+            rate=1,
+        ),
         Case("get", inbox, 200, [{"headers": user()}]),
         Case("get", inbox, 401),
         Case("get", inbox, 422, [{"headers": user(), "params": {"limit": 0}}]),
@@ -287,6 +306,7 @@ async def test_each_documented_code_is_provoked(
     """The route really answers the code, and the document names it."""
     if case.database_down:
         await _take_database_away(app)
+    app.state.service.limiter = PublishLimiter.of(case.rate)
     with _document_missing() if case.document_missing else _nothing():
         for request in case.requests:
             answer = await client.request(case.method.upper(), case.path_sent, **request)

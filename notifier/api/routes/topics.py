@@ -21,6 +21,7 @@ from notifier.api.deps import (
     PublisherDep,
     ServiceDep,
 )
+from notifier.api.limits import check_rate
 from notifier.api.schemas import SubscribersIn, TopicPublishIn
 from notifier.core.topics import TOPIC_PATTERN, TooManyRecipients, TopicPublish, topic_fingerprint
 from notifier.store import IdempotencyConflict
@@ -106,6 +107,7 @@ async def publish_topic(
     """One notification for each user subscribed to the topic at that moment, each in
     that user's own stream, all committed at once; `201` `{"topic", "type",
     "recipients"}`."""
+    check_rate(service, publisher.name, 1)
     body = await parse(request, TopicPublishIn)
     try:
         data_json = orjson.dumps(body.data)
