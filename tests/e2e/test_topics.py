@@ -4,6 +4,7 @@ key space, and every refusal (precise 4xx, nothing changed)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -408,3 +409,32 @@ def test_over_100000_subscribers_is_413_and_stores_nothing(server: Server) -> No
     assert response.json()["recipients"] == 100_000
     assert [n["seq"] for n in inbox(server, users[0])] == [2, 1]
     assert [n["seq"] for n in inbox(server, users[1])] == [1]
+
+
+async def test_a_key_raced_by_a_topic_and_a_direct_publish_is_taken_once(server: Server) -> None:
+    """Topic and direct publishes sent at once with one key: one kind wins, every
+    request of the other kind is 409, and only the winner's notifications exist."""
+    topic = new_topic()
+    users = [new_user() for _ in range(3)]
+    change(server, topic, add=users)
+    headers = publisher_headers(**{"Idempotency-Key": f"race-{uuid.uuid4()}"})
+    direct = (f"{server.url}/v1/notifications", {"user_id": users[0], "type": "d", "data": {}})
+    to_topic = (f"{server.url}/v1/topics/{topic}/notifications", {"type": "t", "data": {}})
+    kinds = ["direct" if i % 2 else "topic" for i in range(20)]
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=20)) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(url, json=body, headers=headers)
+                for url, body in (direct if kind == "direct" else to_topic for kind in kinds)
+            )
+        )
+    answers = list(zip(kinds, responses, strict=True))
+    won = {kind for kind, response in answers if response.status_code in (200, 201)}
+    assert len(won) == 1, [(k, r.status_code, r.text) for k, r in answers]
+    [winner] = won
+    for kind, response in answers:
+        expected = (200, 201) if kind == winner else (409,)
+        assert response.status_code in expected, (kind, response.text)
+    assert sum(response.status_code == 201 for response in responses) == 1
+    stored = [n for user in users for n in inbox(server, user)]
+    assert len(stored) == (1 if winner == "direct" else 3)
