@@ -241,14 +241,14 @@ class ServerProcess:
         env.update(
             NOTIFIER_JWT_SECRET=JWT_SECRET,
             NOTIFIER_API_KEYS=f"bench:{API_KEY}",
-            NOTIFIER_LOG_LEVEL="warning",
         )
         if kind == "notifier":
             assert database is not None
             env["NOTIFIER_DATABASE_URL"] = database.url
             if args.bus:
                 env["NOTIFIER_BUS"] = args.bus
-            command = ["-m", "notifier", "serve", "--port", str(self.port), "--no-access-log"]
+            # As shipped: the default log level and access log (failed and slow requests).
+            command = ["-m", "notifier", "serve", "--port", str(self.port)]
             if args.workers > 1:
                 command += ["--workers", str(args.workers)]
             self.ready_path = "/readyz"
@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         "other_load": {"pytest_running": busy},
         "git": _git(),
         "notifier_bus": args.bus or "default (postgres with PostgreSQL)",
-        "notifier_access_log": "off (--no-access-log), NOTIFIER_LOG_LEVEL=warning",
+        "notifier_access_log": "the default: failed and slow requests (NOTIFIER_ACCESS_LOG=errors)",
     }
     if busy:
         log("warning: a pytest run is in progress on this machine; figures will be noisy")

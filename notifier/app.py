@@ -11,26 +11,30 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import notifier
 from notifier import db
-from notifier.api import lean, ws
+from notifier.api import lean, stack, ws
+from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish, topics
+from notifier.api.routes import inbox, ops, publish, topics, users
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
 from notifier.hub import Hub
 from notifier.service import Service
-from notifier.store import create_store
+from notifier.store import create_store, sqlpublish
 
 log = logging.getLogger("notifier.app")
 
 
 class App(FastAPI):
     """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve` (its
-    docstring says why: memory per socket)."""
+    docstring says why: memory per socket), and the middleware stack is `api.stack`'s."""
+
+    access_log_slow_seconds: float | None = None
+    """Set: failed and slow requests are logged (`api.accesslog`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -38,12 +42,28 @@ class App(FastAPI):
         else:
             await super().__call__(scope, receive, send)
 
+    def build_middleware_stack(self) -> ASGIApp:
+        app = stack.build(
+            self.router,
+            self.router.routes,
+            self.user_middleware,
+            self.exception_handlers,
+            self.debug,
+        )
+        if self.access_log_slow_seconds is not None:
+            # Outside ServerErrorMiddleware, so that it sees the 500 that one sends.
+            app = ErrorsAndSlow(app, self.access_log_slow_seconds)
+        return app
+
 
 def build_service(settings: Settings) -> Service:
     key = settings.jwt_public_key or settings.jwt_secret
     if key is None:
         raise ValueError("a JWT secret or public key is required")
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(
+        settings.database_url, lock_timeout_ms=settings.publish_lock_timeout_ms
+    )
+    origin = uuid.uuid4().hex
     return Service(
         settings=settings,
         store=create_store(engine),
@@ -52,7 +72,7 @@ def build_service(settings: Settings) -> Service:
             settings.effective_bus,
             engine=engine,
             redis_url=settings.redis_url,
-            origin=uuid.uuid4().hex,
+            origin=origin,
         ),
         verifier=TokenVerifier(
             key=key,
@@ -62,6 +82,7 @@ def build_service(settings: Settings) -> Service:
             leeway=settings.jwt_leeway_seconds,
         ),
         api_keys=ApiKeys(settings.api_keys),
+        instance_id=origin,
     )
 
 
@@ -82,6 +103,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if db.is_sqlite(service.store.engine):
             await db.upgrade(service.store.engine)
+        else:  # what notifier_publish() cannot read from this process's environment
+            await sqlpublish.record_settings(service.store.engine, settings.max_payload_bytes)
         await service.start()
         try:
             async with on_startup() if on_startup is not None else nullcontext():
@@ -100,10 +123,13 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
+    if settings.access_log == "errors":
+        app.access_log_slow_seconds = settings.access_log_slow_ms / 1000
     app.add_middleware(BodyLimit, routes=app.router.routes)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
     app.include_router(topics.router)
+    app.include_router(users.router)
     app.include_router(ops.router)
 
     @app.exception_handler(OperationalError)

@@ -7,12 +7,12 @@ changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from re import Pattern
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ValidationError
@@ -24,6 +24,8 @@ Model = TypeVar("Model", bound=BaseModel)
 SINGLE_BODY_LIMIT = 1024 * 1024
 """The limit of a route that declares none (`max_body_size`), and of unknown paths."""
 BATCH_BODY_LIMIT = 16 * 1024 * 1024
+BODY = "notifier.body"
+"""The scope key under which `BodyLimit` leaves the body it read, for `parse`."""
 
 
 async def _send_413(send: Send, limit: int) -> None:
@@ -113,6 +115,10 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        # BodyLimit is the innermost user middleware (added first): nothing between it
+        # and the route can change the body, so the route may take it from the scope
+        # rather than through Request's stream (3 µs of CPU a request).
+        scope[BODY] = body
         sent = False
 
         async def replay() -> Message:
@@ -133,7 +139,9 @@ def _route_path(scope: Scope) -> str:
 
 
 async def parse(request: Request, model: type[Model]) -> Model:
-    raw = await request.body()
+    raw = request.scope.get(BODY)
+    if raw is None:
+        raw = await request.body()
     try:
         payload: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -145,3 +153,21 @@ async def parse(request: Request, model: type[Model]) -> Model:
         for item in errors:
             item["loc"] = ("body", *item["loc"])
         raise RequestValidationError(errors) from None
+
+
+class JSONBytes(Response):
+    """A response of JSON already serialized (`Notification.json`, `list_body`).
+
+    Its two headers are written directly: Starlette's generic `init_headers` (which
+    merges given headers and decides on a charset) is a tenth of a publish's HTTP layer."""
+
+    media_type = "application/json"
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        if headers is not None:
+            super().init_headers(headers)
+            return
+        self.raw_headers = [
+            (b"content-length", str(len(self.body)).encode()),
+            (b"content-type", b"application/json"),
+        ]

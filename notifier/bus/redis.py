@@ -96,6 +96,10 @@ class RedisBus(SupervisedBus):
     async def announce_topic(self, announcement: TopicAnnouncement) -> None:
         await self._client.publish(TOPICS, announcement.encode(self._origin))
 
+    async def broadcast(self, announcement: Announcement) -> None:
+        """On the control channel, which every instance subscribes to at all times."""
+        await self._client.publish(_CONTROL, announcement.encode(self._origin))
+
     async def announce_read(self, user_id: str, frame: str) -> None:
         payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
         try:
@@ -139,7 +143,7 @@ class RedisBus(SupervisedBus):
         if kind == "message" and name == TOPICS:
             self._on_topic(message["data"])
             return
-        if kind != "message" or not name.startswith(PREFIX):
+        if kind != "message" or not (name.startswith(PREFIX) or name == _CONTROL):
             return
         try:
             origin, announcement = Announcement.decode(message["data"])

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from notifier.api import responses
-from notifier.api.routes import inbox, ops, publish, topics
+from notifier.api.routes import inbox, ops, publish, topics, users
 from notifier.app import App
 from notifier.core.ratelimit import PublishLimiter
 from tests.support import API_KEY, make_token
@@ -29,6 +29,7 @@ USER = "openapi-user"
 PUBLISHER = {"authorization": f"Bearer {API_KEY}"}
 ONE = {"user_id": USER, "type": "t", "data": {"n": 1}}
 OTHER = {"user_id": USER, "type": "t", "data": {"n": 2}}
+ID = "0b6c1f5e-6f2a-4d8e-9a51-3f0c2b7d9e14"
 BIG = b"{" + b" " * (16 * 1024 * 1024) + b"}"
 
 
@@ -46,14 +47,14 @@ class Case:
     requests: list[dict[str, Any]] = field(default_factory=lambda: [{}])
     database_down: bool = False
     document_missing: bool = False
+    template: str | None = None
+    """The path as the document names it, when `path` fills in a parameter."""
     rate: float | None = None
     """NOTIFIER_PUBLISH_RATE for this case."""
-    url: str | None = None
-    """The path requested, when `path` is a template."""
 
     @property
-    def path_sent(self) -> str:
-        return self.url if self.url is not None else self.path
+    def documented(self) -> str:
+        return self.template or self.path
 
     @property
     def id(self) -> str:
@@ -67,6 +68,10 @@ def key(name: str) -> dict[str, str]:
 def cases() -> list[Case]:
     inbox = "/v1/me/notifications"
     unread, read = f"{inbox}/unread-count", f"{inbox}/read"
+    archive = f"{inbox}/archive"
+    presence, presence_t = f"/v1/users/{USER}/presence", "/v1/users/{user_id}/presence"
+    revoke, revoke_t = f"/v1/users/{USER}/revoke", "/v1/users/{user_id}/revoke"
+    bulk = "/v1/presence"
     single, batch = "/v1/notifications", "/v1/notifications/batch"
     subscribers, topic_publish = (
         "/v1/topics/{topic}/subscribers",
@@ -77,42 +82,62 @@ def cases() -> list[Case]:
     news = {"type": "t", "data": {"n": 1}}
     big_data = {"type": "t", "data": {"p": "x" * 2000}}
     return [
-        Case("post", subscribers, 200, [{"headers": PUBLISHER, "json": change}], url=members),
-        Case("post", subscribers, 401, [{"json": change}], url=members),
+        Case("post", members, 200, [{"headers": PUBLISHER, "json": change}], template=subscribers),
+        Case("post", members, 401, [{"json": change}], template=subscribers),
         Case(
             "post",
-            subscribers,
+            members,
             413,
             [{"headers": PUBLISHER, "content": BIG[: 1024 * 1024 + 2]}],
-            url=members,
+            template=subscribers,
         ),
-        Case("post", subscribers, 422, [{"headers": PUBLISHER, "json": {}}], url=members),
-        Case("post", subscribers, 503, [{"headers": PUBLISHER, "json": change}], True, url=members),
-        Case("get", subscribers, 200, [{"headers": PUBLISHER}], url=members),
-        Case("get", subscribers, 401, url=members),
-        Case("get", subscribers, 422, [{"headers": PUBLISHER}], url="/v1/topics/a b/subscribers"),
-        Case("get", subscribers, 503, [{"headers": PUBLISHER}], True, url=members),
-        Case("post", topic_publish, 201, [{"headers": PUBLISHER, "json": news}], url=posted),
-        Case("post", topic_publish, 200, [{"headers": key("t"), "json": news}] * 2, url=posted),
-        Case("post", topic_publish, 401, [{"json": news}], url=posted),
+        Case("post", members, 422, [{"headers": PUBLISHER, "json": {}}], template=subscribers),
         Case(
             "post",
-            topic_publish,
+            members,
+            503,
+            [{"headers": PUBLISHER, "json": change}],
+            True,
+            template=subscribers,
+        ),
+        Case("get", members, 200, [{"headers": PUBLISHER}], template=subscribers),
+        Case("get", members, 401, template=subscribers),
+        Case(
+            "get", "/v1/topics/a b/subscribers", 422, [{"headers": PUBLISHER}], template=subscribers
+        ),
+        Case("get", members, 503, [{"headers": PUBLISHER}], True, template=subscribers),
+        Case("post", posted, 201, [{"headers": PUBLISHER, "json": news}], template=topic_publish),
+        Case(
+            "post", posted, 200, [{"headers": key("t"), "json": news}] * 2, template=topic_publish
+        ),
+        Case("post", posted, 401, [{"json": news}], template=topic_publish),
+        Case(
+            "post",
+            posted,
             409,
             [{"headers": key("u"), "json": j} for j in (news, big_data | {"data": {}})],
-            url=posted,
+            template=topic_publish,
         ),
-        Case("post", topic_publish, 413, [{"headers": PUBLISHER, "json": big_data}], url=posted),
-        Case("post", topic_publish, 422, [{"headers": PUBLISHER, "json": {}}], url=posted),
+        Case(
+            "post", posted, 413, [{"headers": PUBLISHER, "json": big_data}], template=topic_publish
+        ),
+        Case("post", posted, 422, [{"headers": PUBLISHER, "json": {}}], template=topic_publish),
         Case(
             "post",
-            topic_publish,
+            posted,
             429,
             [{"headers": PUBLISHER, "json": news}] * 3,
-            url=posted,
+            template=topic_publish,
             rate=1,
         ),
-        Case("post", topic_publish, 503, [{"headers": PUBLISHER, "json": news}], True, url=posted),
+        Case(
+            "post",
+            posted,
+            503,
+            [{"headers": PUBLISHER, "json": news}],
+            True,
+            template=topic_publish,
+        ),
         Case("post", single, 429, [{"headers": PUBLISHER, "json": ONE}] * 3, rate=1),
         Case(
             "post",
@@ -133,6 +158,39 @@ def cases() -> list[Case]:
         Case("post", read, 413, [{"headers": user(), "content": BIG[: 1024 * 1024 + 2]}]),
         Case("post", read, 422, [{"headers": user(), "json": {}}]),
         Case("post", read, 503, [{"headers": user(), "json": {"up_to_seq": 1}}], True),
+        Case("post", archive, 200, [{"headers": user(), "json": {"ids": [ID]}}]),
+        Case("post", archive, 401, [{"json": {"ids": [ID]}}]),
+        Case("post", archive, 413, [{"headers": user(), "content": BIG[: 1024 * 1024 + 2]}]),
+        Case("post", archive, 422, [{"headers": user(), "json": {"ids": []}}]),
+        Case("post", archive, 503, [{"headers": user(), "json": {"ids": [ID]}}], True),
+        Case("get", presence, 200, [{"headers": PUBLISHER}], template=presence_t),
+        Case("get", presence, 401, template=presence_t),
+        Case(
+            "get",
+            f"/v1/users/{'x' * 256}/presence",
+            422,
+            [{"headers": PUBLISHER}],
+            False,
+            False,
+            presence_t,
+        ),
+        Case("get", presence, 503, [{"headers": PUBLISHER}], True, template=presence_t),
+        Case("post", bulk, 200, [{"headers": PUBLISHER, "json": {"user_ids": [USER]}}]),
+        Case("post", bulk, 401, [{"json": {"user_ids": [USER]}}]),
+        Case("post", bulk, 413, [{"headers": PUBLISHER, "content": BIG[: 1024 * 1024 + 2]}]),
+        Case("post", bulk, 422, [{"headers": PUBLISHER, "json": {"user_ids": []}}]),
+        Case("post", bulk, 503, [{"headers": PUBLISHER, "json": {"user_ids": [USER]}}], True),
+        Case("post", revoke, 200, [{"headers": PUBLISHER}], template=revoke_t),
+        Case("post", revoke, 401, template=revoke_t),
+        Case(
+            "post",
+            revoke,
+            413,
+            [{"headers": PUBLISHER, "content": BIG[: 1024 * 1024 + 2]}],
+            template=revoke_t,
+        ),
+        Case("post", revoke, 422, [{"headers": PUBLISHER, "json": {"a": 1}}], template=revoke_t),
+        Case("post", revoke, 503, [{"headers": PUBLISHER}], True, template=revoke_t),
         Case("get", "/healthz", 200),
         Case("get", "/readyz", 200),
         Case("get", "/readyz", 503, database_down=True),
@@ -172,7 +230,7 @@ def cases() -> list[Case]:
 CASES = cases()
 ANSWERS: dict[tuple[str, str], set[str]] = {}
 for _case in CASES:
-    ANSWERS.setdefault((_case.method, _case.path), set()).add(str(_case.status))
+    ANSWERS.setdefault((_case.method, _case.documented), set()).add(str(_case.status))
 
 # The publish routes declare responses.PUBLISH_RESPONSES and BATCH_RESPONSES; the
 # declared dicts must match what the routes answer.
@@ -248,8 +306,8 @@ async def test_every_answer_has_an_example(document: dict[str, Any]) -> None:
 
 def declarations() -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(where, code, answer) for every answer the routes declare, and the planned ones."""
-    routers = (inbox.router, ops.router, publish.router, topics.router)
-    for route in (r for router in routers for r in router.routes):
+    routes = (*inbox.router.routes, *ops.router.routes, *publish.router.routes)
+    for route in (*routes, *users.router.routes, *topics.router.routes):
         if isinstance(route, APIRoute):
             for method in route.methods:
                 for code, answer in route.responses.items():
@@ -309,11 +367,11 @@ async def test_each_documented_code_is_provoked(
     app.state.service.limiter = PublishLimiter.of(case.rate)
     with _document_missing() if case.document_missing else _nothing():
         for request in case.requests:
-            answer = await client.request(case.method.upper(), case.path_sent, **request)
+            answer = await client.request(case.method.upper(), case.path, **request)
     if case.database_down:
         await _settle_failed_connections()
     assert answer.status_code == case.status, answer.text
-    assert str(case.status) in documented_codes(document, case.method, case.path)
+    assert str(case.status) in documented_codes(document, case.method, case.documented)
 
 
 async def _settle_failed_connections() -> None:
