@@ -18,11 +18,18 @@ OPEN_SOCKETS = Gauge(
     "WebSocket connections currently open",
     multiprocess_mode="livesum",
 )
+OPEN_SSE_STREAMS = Gauge(
+    "notifier_open_sse_streams",
+    "Server-Sent Events streams (GET /v1/sse) currently open",
+    multiprocess_mode="livesum",
+)
 PUBLISHED = Counter("notifier_notifications_published_total", "Notifications stored", ["publisher"])
 IDEMPOTENT_REPEATS = Counter(
     "notifier_idempotent_repeats_total", "Publishes answered with an original", ["publisher"]
 )
-DELIVERED = Counter("notifier_notifications_delivered_total", "Live frames sent to sockets")
+DELIVERED = Counter(
+    "notifier_notifications_delivered_total", "Live frames sent to sockets and SSE streams"
+)
 REPLAYED = Counter(
     "notifier_notifications_replayed_total", "Frames sent from the database (replay, gap fill)"
 )
@@ -39,7 +46,7 @@ PUBLISH_RATE_LIMITED = Counter(
 )
 AUTH_REFUSED = Counter("notifier_auth_refused_total", "Refused credentials", ["kind"])
 SLOW_CLOSES = Counter(
-    "notifier_slow_client_closes_total", "Sockets closed with 1013 for not reading"
+    "notifier_slow_client_closes_total", "Streams closed with 1013 for not reading"
 )
 ARCHIVED = Counter(
     "notifier_notifications_archived_total", "Notifications that went from not archived to archived"

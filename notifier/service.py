@@ -25,13 +25,14 @@ from notifier.auth import ApiKeys, AuthError, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
-from notifier.connection import CLOSE_REVOKED
+from notifier.connection import CLOSE_REVOKED, CLOSE_SERVICE_RESTART
 from notifier.core.claims import UserIdentity
 from notifier.core.ratelimit import PublishLimiter
 from notifier.core.topics import TopicPublish, TopicPublished
 from notifier.expiry import Expiries
 from notifier.fanout import TopicFanout
 from notifier.heads import HeadReader
+from notifier.heartbeat import Heartbeats
 from notifier.hub import Hub, Subscriber
 from notifier.presence import Presence
 from notifier.revocations import Revocations
@@ -43,6 +44,7 @@ from notifier.wire.frames import archived_frames, read_frame_ids, read_frame_up_
 log = logging.getLogger("notifier.service")
 _RECONCILE_SLICE = 500
 REVOKED_REASON = "tokens revoked: sign in again"
+_DRAINING = "server shutting down; reconnect and resume"
 
 
 class TooManyStreams(Exception):
@@ -69,6 +71,9 @@ class Service:
         self.users = UserStore(self.store.engine)
         self.revocations = Revocations(self.users)
         self.presence = Presence(self.users, self.hub, self.instance_id)
+        self.heartbeats = Heartbeats(self.settings.sse_heartbeat_seconds)
+        self.draining = False
+        """Set by `drain`: the process is stopping, every stream is closed with 1012."""
 
     async def start(self) -> None:
         self._resync_now = asyncio.Event()
@@ -86,6 +91,7 @@ class Service:
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.expiries.run(), name="expiries"),
             asyncio.create_task(self.presence.run(), name="presence"),
+            asyncio.create_task(self.heartbeats.run(), name="heartbeats"),
         ]
         if self.settings.retention_days is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
@@ -109,7 +115,22 @@ class Service:
                 "on one instance"
             )
         self.presence.changed(user_id)
+        if self.draining:
+            subscriber.request_close(CLOSE_SERVICE_RESTART, _DRAINING)
         await self.bus.watch(user_id)  # also waits for a SUBSCRIBE still in flight
+
+    def drain(self) -> None:
+        """The process is stopping (SIGTERM): close every stream with 1012, so that
+        clients reconnect (to another instance) and resume; a stream that arrives from
+        now on is closed the same way as soon as it is attached.
+
+        Called by `serve` when the signal arrives (`notifier.process`), before uvicorn
+        stops listening and waits for open requests: an SSE response would otherwise run
+        until the graceful-shutdown timeout and then be cut with no `close` event.
+        """
+        self.draining = True
+        for subscriber in self.hub.all():
+            subscriber.request_close(CLOSE_SERVICE_RESTART, _DRAINING)
 
     def detach(self, user_id: str, subscriber: Subscriber) -> None:
         """The stream ended (also after an `attach` refused with TooManyStreams: then it

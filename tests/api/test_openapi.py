@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from notifier.api import responses
+from notifier.api.routes import client as client_routes
 from notifier.api.routes import inbox, ops, publish, topics, users
 from notifier.app import App
 from notifier.core.ratelimit import PublishLimiter
@@ -197,6 +198,8 @@ def cases() -> list[Case]:
         Case("get", "/metrics", 200),
         Case("get", "/asyncapi.yaml", 200),
         Case("get", "/asyncapi.yaml", 404, document_missing=True),
+        *client_cases("/v1/client.js", "client.js"),
+        *client_cases("/v1/client.d.ts", "client.d.ts"),
         Case("post", single, 201, [{"headers": PUBLISHER, "json": ONE}]),
         Case("post", single, 200, [{"headers": key("a"), "json": ONE}] * 2),
         Case("post", single, 401, [{"json": ONE}]),
@@ -224,6 +227,17 @@ def cases() -> list[Case]:
             [{"headers": PUBLISHER, "json": {"notifications": [ONE]}}],
             database_down=True,
         ),
+    ]
+
+
+def client_cases(path: str, name: str) -> list[Case]:
+    found = client_routes.asset(name)
+    assert found is not None, f"notifier/_static/{name} is missing: run `make client`"
+    revalidate = {"headers": {"if-none-match": found[1]}}
+    return [
+        Case("get", path, 200),
+        Case("get", path, 304, [revalidate]),
+        Case("get", path, 404, document_missing=True),
     ]
 
 
@@ -306,8 +320,9 @@ async def test_every_answer_has_an_example(document: dict[str, Any]) -> None:
 
 def declarations() -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(where, code, answer) for every answer the routes declare, and the planned ones."""
-    routes = (*inbox.router.routes, *ops.router.routes, *publish.router.routes)
-    for route in (*routes, *users.router.routes, *topics.router.routes):
+    routers = (inbox.router, ops.router, publish.router, users.router, client_routes.router)
+    routers += (topics.router,)
+    for route in (route for router in routers for route in router.routes):
         if isinstance(route, APIRoute):
             for method in route.methods:
                 for code, answer in route.responses.items():
@@ -337,14 +352,18 @@ def test_every_declared_example_fits_its_schema() -> None:
 
 @contextmanager
 def _document_missing() -> Iterator[None]:
-    original = ops.asyncapi_path
+    original, static = ops.asyncapi_path, client_routes.STATIC
     ops._asyncapi.cache_clear()
+    client_routes.asset.cache_clear()
     ops.asyncapi_path = lambda: None  # type: ignore[assignment]
+    client_routes.STATIC = static / "missing"
     try:
         yield
     finally:
         ops.asyncapi_path = original  # type: ignore[assignment]
+        client_routes.STATIC = static
         ops._asyncapi.cache_clear()
+        client_routes.asset.cache_clear()
 
 
 async def _take_database_away(app: App) -> None:
