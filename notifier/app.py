@@ -19,7 +19,7 @@ from notifier.api import lean, sse, stack, ws
 from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
 from notifier.api.cors import UserRoutesCors
-from notifier.api.routes import client, demo, inbox, ops, publish, users
+from notifier.api.routes import client, demo, inbox, ops, publish, topics, users
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -134,6 +134,7 @@ def create_app(
     app.add_middleware(UserRoutesCors, allowed_origins=settings.allowed_origins)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
+    app.include_router(topics.router)
     app.include_router(users.router)
     app.include_router(ops.router)
     app.include_router(client.router)

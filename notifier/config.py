@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=65536, gt=0)
     """No upper bound: above the request body limits (`api/body.py`) those govern."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    publish_rate: float | None = Field(default=None, ge=0)
+    """Notifications a second one publisher may publish through one instance (bursts of
+    twice that); unset or 0: no limit."""
     max_sockets_per_user: int = Field(default=100, ge=1)
     """Open WebSocket and SSE streams one user may hold on one instance (one process)."""
 
@@ -143,7 +146,9 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer", mode="before")
+    @field_validator(
+        "jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer", "publish_rate", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -39,6 +39,11 @@ LATENCY = Histogram(
     "From the notification's creation to its frame being written to a socket",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+PUBLISH_RATE_LIMITED = Counter(
+    "notifier_publish_rate_limited_total",
+    "Publish requests refused with 429 for going over NOTIFIER_PUBLISH_RATE",
+    ["publisher"],
+)
 AUTH_REFUSED = Counter("notifier_auth_refused_total", "Refused credentials", ["kind"])
 SLOW_CLOSES = Counter(
     "notifier_slow_client_closes_total", "Streams closed with 1013 for not reading"
