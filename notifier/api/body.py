@@ -1,16 +1,22 @@
-"""Request bodies: size limits before parsing, then strict JSON and model validation.
+"""Request bodies: size limits before parsing, then strict JSON and model validation,
+and the checks every stored `data` object passes (`encode_data`).
 
 Bodies are parsed with orjson (faster, and it refuses NaN and Infinity, which the
 standard library would let through into stored data). Every failure is a 4xx that
-changes nothing.
+changes nothing, and a 422's list of errors is bounded (`MAX_LISTED_ERRORS`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
+import re
 from collections.abc import Sequence
 from re import Pattern
 from typing import Any, TypeVar
 
+import annotated_types
 import orjson
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,23 +78,31 @@ class RouteLimits:
 
 
 class BodyLimit:
-    """Refuse an oversized body with 413 before the app sees any of it: the route's
-    declared limit, else `SINGLE_BODY_LIMIT`.
+    """Hold every request body to its route's limit (`max_body_size`, else
+    `SINGLE_BODY_LIMIT`) and to a time limit, as the app reads it.
 
-    `Content-Length` is checked first; a chunked body is buffered up to the limit and
-    refused as soon as it passes it. `routes` is read when the middleware stack is built
-    (at the first request), when every route is in place.
+    Nothing is read here: the route authenticates first and reads the body only then
+    (`parse`), so an unauthenticated upload costs no memory. A declared `Content-Length`
+    over the limit is answered 413 at once; a body that grows past it while read
+    (chunked) is refused with 413 at that moment, and one that has not arrived in full
+    `timeout` seconds after the request began with 408. Either answer closes the
+    connection, and so does any answer sent before the body was read (its rest is not
+    worth receiving). `routes` is read when the middleware stack is built (at the first
+    request), when every route is in place.
     """
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], timeout: float = 60.0) -> None:
         self.app = app
         self._limit = RouteLimits(routes, SINGLE_BODY_LIMIT)
+        self._timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         limit = self._limit(scope["method"], _route_path(scope))
+        declared: int | None = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -98,31 +112,46 @@ class BodyLimit:
                 if declared > limit:
                     await _send_413(send, limit)
                     return
-        chunks: list[bytes] = []
+            elif name == b"transfer-encoding":
+                chunked = True
+        deadline = asyncio.get_running_loop().time() + self._timeout
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _send_413(send, limit)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        sent = False
+        complete = declared == 0 or (declared is None and not chunked)  # no body at all
 
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        async def limited_receive() -> Message:
+            nonlocal size, complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    detail=f"request body not received within {self._timeout:g} seconds",
+                    headers=_CLOSE,
+                ) from None
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    raise HTTPException(
+                        413, detail=f"request body larger than {limit} bytes", headers=_CLOSE
+                    )
+                complete = not message.get("more_body", False)
+            return message
 
-        await self.app(scope, replay, send)
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not complete:
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"connection" for name, _ in headers):
+                    message = {**message, "headers": [*headers, *_CLOSE_RAW]}
+            await send(message)
+
+        await self.app(scope, limited_receive, closing_send)
+
+
+_CLOSE = {"Connection": "close"}
+_CLOSE_RAW = [(b"connection", b"close")]
 
 
 def _route_path(scope: Scope) -> str:
@@ -132,16 +161,163 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-async def parse(request: Request, model: type[Model]) -> Model:
-    raw = await request.body()
+MAX_DATA_DEPTH = 64
+"""Levels of objects and arrays in a `data` object, itself included: `{"a": {"b": 1}}`
+is 2. orjson serializes at most 254 levels, and the idempotency fingerprint wraps `data`
+in one more; 64 is far beyond any real notification and keeps every walk over it short."""
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+"""The integers orjson reads and writes exactly (signed or unsigned 64 bits); docs promise
+422 beyond them rather than a silent float."""
+MAX_LISTED_ERRORS = 20
+"""A 422 lists at most this many errors (then one saying how many more), each `loc` part
+cut to `_MAX_LOC_CHARS`: a body of thousands of unknown fields gets a short answer."""
+_MAX_LOC_CHARS = 100
+
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+"""19 digits in a row: the shortest run that may be an integer orjson would read as a
+float (below -2**63 or above 2**64-1). Bodies without one take the fast path."""
+
+
+class DataError(ValueError):
+    """`data` that cannot be stored as given; the message says why."""
+
+
+def check_data(data: dict[str, Any]) -> None:
+    """Refuse (`DataError`) a `data` object nested deeper than `MAX_DATA_DEPTH`, or
+    holding an integer outside `INT_MIN..INT_MAX`.
+
+    The one check every path that stores `data` applies (single, batch and topic
+    publishes, through `encode_data`); it stops at the first level past the bound, so it
+    never recurses deeper than that.
+    """
+    _check_level(data, 1)
+
+
+def _check_level(value: dict[str, Any] | list[Any], depth: int) -> None:
+    if depth > MAX_DATA_DEPTH:
+        raise DataError(f"data is nested more than {MAX_DATA_DEPTH} levels deep")
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, dict | list):
+            _check_level(item, depth + 1)
+        elif type(item) is int and not INT_MIN <= item <= INT_MAX:
+            raise DataError("data holds an integer beyond 64 bits")
+
+
+def encode_data(data: dict[str, Any], *, max_bytes: int, where: str = "data") -> str:
+    """`data` as the compact JSON that is stored, once `check_data` admits it and it fits
+    in `max_bytes`: else `HTTPException` 422 (too deep, an integer beyond 64 bits) or 413.
+
+    The depth walk runs only when the JSON has more than `MAX_DATA_DEPTH` brackets in
+    all (a count in C, nothing per value): most `data` objects never need it.
+    """
     try:
-        payload: Any = orjson.loads(raw)
+        encoded = orjson.dumps(data)
+    except TypeError:  # deeper than orjson's 254 levels, or an integer beyond 64 bits
+        try:
+            check_data(data)
+        except DataError as error:
+            raise HTTPException(422, detail=f"{where}: {error}") from None
+        raise HTTPException(422, detail=f"{where} cannot be stored as JSON") from None
+    if encoded.count(b"{") + encoded.count(b"[") > MAX_DATA_DEPTH:
+        try:
+            check_data(data)
+        except DataError as error:
+            raise HTTPException(422, detail=f"{where}: {error}") from None
+    if len(encoded) > max_bytes:
+        raise HTTPException(
+            413, detail=f"{where} is {len(encoded)} bytes, over the {max_bytes}-byte limit"
+        )
+    return encoded.decode()
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError("an integer beyond 64 bits")
+    return value
+
+
+def _loads(raw: bytes) -> Any:
+    """JSON with every integer exact. orjson reads an integer beyond 64 bits as a float,
+    so a body with 19 digits in a row is read again, by the standard library, with
+    integers checked as they are read (orjson has already refused NaN, Infinity and
+    malformed JSON, so both readers agree on everything else)."""
+    try:
+        payload = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise HTTPException(422, detail=f"body is not valid JSON: {error}") from error
+    if _LONG_NUMBER.search(raw) is None:
+        return payload
+    try:
+        return json.loads(raw, parse_int=_exact_int)
+    except ValueError as error:
+        raise HTTPException(422, detail=f"body holds {error}") from None
+    except RecursionError:
+        raise HTTPException(422, detail="body is nested too deep") from None
+
+
+@functools.cache
+def _list_limits(model: type[BaseModel]) -> tuple[tuple[str, int], ...]:
+    """The top-level list fields of `model` with a most-items bound (`max_length`)."""
+    return tuple(
+        (field.alias or name, rule.max_length)
+        for name, field in model.model_fields.items()
+        for rule in field.metadata
+        if isinstance(rule, annotated_types.MaxLen)
+    )
+
+
+def _too_many_items(payload: Any, model: type[BaseModel]) -> None:
+    """Refuse a list over its bound before any of its items is validated (a batch of
+    300,000 items would otherwise be validated, and explained, item by item)."""
+    if not isinstance(payload, dict):
+        return
+    for name, limit in _list_limits(model):
+        value = payload.get(name)
+        if isinstance(value, list) and len(value) > limit:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "too_long",
+                        "loc": ("body", name),
+                        "msg": f"List should have at most {limit} items, not {len(value)}",
+                    }
+                ]
+            )
+
+
+def _bounded(errors: list[Any]) -> list[Any]:
+    """At most `MAX_LISTED_ERRORS` errors, each with `loc` parts of bounded length."""
+    listed = errors[:MAX_LISTED_ERRORS]
+    for item in listed:
+        item["loc"] = (
+            "body",
+            *(
+                part[:_MAX_LOC_CHARS] + "..."
+                if isinstance(part, str) and len(part) > _MAX_LOC_CHARS
+                else part
+                for part in item["loc"]
+            ),
+        )
+    if len(errors) > MAX_LISTED_ERRORS:
+        listed.append(
+            {
+                "type": "too_many_errors",
+                "loc": ("body",),
+                "msg": f"{len(errors) - MAX_LISTED_ERRORS} more errors not listed",
+            }
+        )
+    return listed
+
+
+async def parse(request: Request, model: type[Model]) -> Model:
+    """The body as `model`, or a 422 (bad JSON, an integer beyond 64 bits, a list over
+    its bound, anything the model refuses) whose size is bounded."""
+    payload = _loads(await request.body())
+    _too_many_items(payload, model)
     try:
         return model.model_validate(payload)
     except ValidationError as error:
         errors = error.errors(include_url=False, include_context=False, include_input=False)
-        for item in errors:
-            item["loc"] = ("body", *item["loc"])
-        raise RequestValidationError(errors) from None
+        raise RequestValidationError(_bounded(errors)) from None

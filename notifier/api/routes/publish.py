@@ -9,10 +9,9 @@ enforces before the route sees the body.
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from notifier.api.body import BATCH_BODY_LIMIT, SINGLE_BODY_LIMIT, parse
+from notifier.api.body import BATCH_BODY_LIMIT, SINGLE_BODY_LIMIT, encode_data, parse
 from notifier.api.deps import (
     IDEMPOTENCY_KEY_PARAMETER,
     IdempotencyKeyDep,
@@ -34,19 +33,13 @@ _JSON = "application/json"
 def _new(
     item: PublishIn, key: str | None, max_payload: int, index: int | None = None
 ) -> NewNotification:
-    try:
-        data_json = orjson.dumps(item.data)
-    except TypeError as error:  # an integer beyond 64 bits
-        raise HTTPException(422, detail=f"data cannot be stored: {error}") from None
-    if len(data_json) > max_payload:
-        where = "data" if index is None else f"notifications[{index}].data"
-        raise HTTPException(
-            413, detail=f"{where} is {len(data_json)} bytes, over the {max_payload}-byte limit"
-        )
+    where = "data" if index is None else f"notifications[{index}].data"
+    data_json = encode_data(item.data, max_bytes=max_payload, where=where)
     return NewNotification(
         user_id=item.user_id,
         type=item.type,
-        data_json=data_json.decode(),
+        data_json=data_json,
+        # Safe to serialize once `encode_data` admitted `data`: far below orjson's depth.
         fingerprint=fingerprint(item.user_id, item.type, item.data) if key is not None else "",
         idempotency_key=key,
     )
