@@ -22,6 +22,7 @@ from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
 from notifier.hub import Hub
+from notifier.keys import JwksFile, JwksUrl, KeySource, StaticKey
 from notifier.service import Service
 from notifier.store import create_store
 
@@ -39,10 +40,22 @@ class App(FastAPI):
             await super().__call__(scope, receive, send)
 
 
-def build_service(settings: Settings) -> Service:
+def token_keys(settings: Settings) -> KeySource:
+    """The configured source of user tokens' keys (ValueError if there is none or it is
+    unusable, as a key set file that does not parse)."""
+    algorithms = settings.effective_algorithms
+    if settings.jwks_file:
+        return JwksFile(settings.jwks_file, algorithms)
+    if settings.jwks_url:
+        return JwksUrl(settings.jwks_url, algorithms, settings.jwks_refresh_seconds)
     key = settings.jwt_public_key or settings.jwt_secret
     if key is None:
-        raise ValueError("a JWT secret or public key is required")
+        raise ValueError("a JWT secret, public key or key set is required")
+    return StaticKey(key, algorithms)
+
+
+def build_service(settings: Settings) -> Service:
+    keys = token_keys(settings)
     engine = db.create_engine(settings.database_url)
     return Service(
         settings=settings,
@@ -55,7 +68,7 @@ def build_service(settings: Settings) -> Service:
             origin=uuid.uuid4().hex,
         ),
         verifier=TokenVerifier(
-            key=key,
+            keys=keys,
             algorithms=settings.effective_algorithms,
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
@@ -95,15 +108,23 @@ def create_app(
         version=notifier.__version__,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # Interactive pages (they load scripts from a CDN) only in development mode or
+        # when asked for; /openapi.json, which clients generate code from, always.
+        docs_url="/docs" if settings.interactive_docs else None,
+        redoc_url="/redoc" if settings.interactive_docs else None,
         # notifier exports Prometheus metrics and configures no OpenTelemetry provider;
         # FastAPI would otherwise look for one on every request (~7 µs of CPU).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
-    app.add_middleware(BodyLimit, routes=app.router.routes)
+    app.add_middleware(BodyLimit, routes=app.router.routes, timeout=settings.body_timeout_seconds)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
     app.include_router(ops.router)
+    # Off the service port (404, and not in the OpenAPI document) when it is served on
+    # NOTIFIER_METRICS_PORT only (process.py).
+    if settings.metrics_on_service_port:
+        app.include_router(ops.metrics_router)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)

@@ -20,6 +20,7 @@ from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
+from notifier.core.ratelimit import KeyedLimiter
 from notifier.expiry import Expiries
 from notifier.heads import HeadReader
 from notifier.hub import Hub, Subscriber
@@ -43,13 +44,22 @@ class Service:
         self.committer = GroupCommitter(self.store, self.bus.in_transaction)
         self.heads = HeadReader(self.store)
         self.expiries = Expiries()
+        rate = self.settings.handshake_rate
+        self._handshakes = KeyedLimiter(rate, 5 * rate) if rate > 0 else None
+
+    def allow_handshake(self, address: str, now: float) -> bool:
+        """Whether a client at `address` may open another stream now
+        (NOTIFIER_HANDSHAKE_RATE, per client address, bursts of 5x; `now`: monotonic)."""
+        return self._handshakes is None or self._handshakes.allow(address, now)
 
     async def start(self) -> None:
         self._resync_now = asyncio.Event()
+        await self.verifier.keys.start()
         await self.bus.start(BusHandlers(deliver=self.hub.on_announcement, resync=self._resync))
         self._tasks = [
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.expiries.run(), name="expiries"),
+            asyncio.create_task(self.verifier.keys.maintain(), name="token-keys"),
         ]
         if self.settings.retention_days is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))

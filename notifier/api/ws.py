@@ -47,6 +47,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 PATH = "/v1/ws"
 CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_MANY = 4429
 # Client frames are pings, read marks and token renewals: a few a minute. A client that
 # floods gets error frames (bounded by its queue), never database work per frame.
 FRAME_RATE = 20.0
@@ -65,6 +66,8 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
     identity, after = admitted
     del admitted
     user_id = identity.user_id
+    # However often its token is renewed, a socket lives at most this long.
+    ends_at = time.time() + service.settings.max_token_lifetime_seconds
     connection = Connection(
         user_id=user_id,
         store=service.store,
@@ -75,7 +78,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         stall_seconds=service.settings.ws_stall_seconds,
     )
     metrics.OPEN_SOCKETS.inc()
-    service.expiries.watch(connection, identity.expires_at)
+    service.expiries.watch(connection, min(identity.expires_at, ends_at))
     del identity
     try:
         await service.attach(user_id, connection)
@@ -100,7 +103,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
                 if connection.close_code is None:
                     if bucket is None:
                         bucket = TokenBucket(FRAME_RATE, FRAME_BURST, time.monotonic())
-                    await _on_message(service, connection, bucket, message)
+                    await _on_message(service, connection, bucket, message, ends_at)
         except asyncio.CancelledError:
             if not connection.gave_up:
                 raise
@@ -124,6 +127,11 @@ async def _admit(
     """
     if scope["path"] != PATH:
         await send({"type": "websocket.close", "code": 1000})  # before accept: HTTP 403
+        return None
+    client = scope.get("client")
+    if not service.allow_handshake(client[0] if client else "", time.monotonic()):
+        metrics.AUTH_REFUSED.labels("rate").inc()
+        await _refuse(send, CLOSE_TOO_MANY, "too many handshakes from this address; retry later")
         return None
     headers = _headers(scope)
     allowed = service.settings.allowed_origins
@@ -171,7 +179,7 @@ async def _refuse(send: Send, code: int, reason: str) -> None:
 
 
 async def _on_message(
-    service: Service, connection: Connection, bucket: TokenBucket, message: Message
+    service: Service, connection: Connection, bucket: TokenBucket, message: Message, ends_at: float
 ) -> None:
     """One frame from the client."""
     if not bucket.allow(time.monotonic()):
@@ -203,4 +211,4 @@ async def _on_message(
             metrics.AUTH_REFUSED.labels("user").inc()
             connection.request_close(CLOSE_UNAUTHORIZED, str(error))
             return
-        service.expiries.watch(connection, fresh.expires_at)
+        service.expiries.watch(connection, min(fresh.expires_at, ends_at))

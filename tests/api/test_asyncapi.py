@@ -116,7 +116,13 @@ def test_the_client_frames_in_the_document_are_accepted(message: str, parsed: ty
 
 def test_the_close_codes_the_code_uses_are_documented() -> None:
     """Every close code the code sends, and uvicorn's (1009, 1011, 1012), is listed."""
-    used = {ws.CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, CLOSE_TRY_AGAIN_LATER, CLOSE_INTERNAL_ERROR}
+    used = {
+        ws.CLOSE_BAD_REQUEST,
+        ws.CLOSE_TOO_MANY,
+        CLOSE_UNAUTHORIZED,
+        CLOSE_TRY_AGAIN_LATER,
+        CLOSE_INTERNAL_ERROR,
+    }
     listed = {int(code) for code in DOCUMENT["channels"]["stream"]["x-close-codes"]}
     assert listed == used | {1009, 1011, 1012}
     description = DOCUMENT["channels"]["stream"]["description"]

@@ -187,7 +187,12 @@ async def test_every_answer_has_an_example(document: dict[str, Any]) -> None:
 
 def declarations() -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(where, code, answer) for every answer the routes declare, and the planned ones."""
-    for route in (*inbox.router.routes, *ops.router.routes, *publish.router.routes):
+    for route in (
+        *inbox.router.routes,
+        *ops.router.routes,
+        *ops.metrics_router.routes,
+        *publish.router.routes,
+    ):
         if isinstance(route, APIRoute):
             for method in route.methods:
                 for code, answer in route.responses.items():

@@ -50,7 +50,10 @@ def _new(
     status_code=201,
     max_body_size=SINGLE_BODY_LIMIT,
     openapi_extra={
-        "requestBody": {"content": {_JSON: {"schema": PublishIn.model_json_schema()}}},
+        "requestBody": {
+            "required": True,
+            "content": {_JSON: {"schema": PublishIn.model_json_schema()}},
+        },
         "parameters": [IDEMPOTENCY_KEY_PARAMETER],
     },
     responses=PUBLISH_RESPONSES,
@@ -75,7 +78,10 @@ async def publish(
     status_code=201,
     max_body_size=BATCH_BODY_LIMIT,
     openapi_extra={
-        "requestBody": {"content": {_JSON: {"schema": BatchIn.model_json_schema()}}},
+        "requestBody": {
+            "required": True,
+            "content": {_JSON: {"schema": BatchIn.model_json_schema()}},
+        },
     },
     responses=BATCH_RESPONSES,
 )
