@@ -11,11 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import notifier
 from notifier import db
-from notifier.api import lean, ws
+from notifier.api import lean, stack, ws
 from notifier.api.body import BodyLimit
 from notifier.api.routes import inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
@@ -31,13 +31,22 @@ log = logging.getLogger("notifier.app")
 
 class App(FastAPI):
     """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve` (its
-    docstring says why: memory per socket)."""
+    docstring says why: memory per socket), and the middleware stack is `api.stack`'s."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await ws.serve(self.state.service, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return stack.build(
+            self.router,
+            self.router.routes,
+            self.user_middleware,
+            self.exception_handlers,
+            self.debug,
+        )
 
 
 def token_keys(settings: Settings) -> KeySource:

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -56,6 +57,8 @@ class LeanRoute(APIRoute):
         super().__init__(path, endpoint, **options)
         self._options = options
         compiled = compile_handler(self)
+        self.compiled = compiled is not None
+        """Whether `app` is the compiled handler (with FastAPI's as its fallback)."""
         if compiled is not None:
             self.app = _serve(compiled, self.app, self.dependency_overrides_provider)
 
@@ -157,7 +160,10 @@ def _with_overrides(compiled: Handler, generic: Handler, provider: Any) -> Handl
 
 def _serve(compiled: Handler, generic: ASGIApp, provider: Any) -> ASGIApp:
     """The route's ASGI app: `compiled` on a bare `Request`; `generic` (FastAPI's
-    wrapped handler) while the app has dependency overrides."""
+    wrapped handler) while the app has dependency overrides. `generic` gets the
+    `AsyncExitStack` it expects in its scope even when `api.stack.StaticRoutes`, which
+    serves compiled routes without that layer, sent the request here."""
+    generic = AsyncExitStackMiddleware(generic)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if _overridden(provider):

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from notifier.api import responses as doc
-from notifier.api.body import parse
+from notifier.api.body import JSONBytes, parse
 from notifier.api.deps import ServiceDep, UserDep
 from notifier.api.schemas import ReadIn
 from notifier.wire.frames import MAX_SEQ
@@ -53,7 +53,7 @@ async def list_notifications(
     items = await service.store.inbox(
         user.user_id, after=after, before=before, limit=limit, unread=unread
     )
-    return Response(list_body(items), media_type="application/json")
+    return JSONBytes(list_body(items))
 
 
 @router.get(

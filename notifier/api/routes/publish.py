@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from notifier.api.body import BATCH_BODY_LIMIT, SINGLE_BODY_LIMIT, encode_data, parse
+from notifier.api.body import (
+    BATCH_BODY_LIMIT,
+    SINGLE_BODY_LIMIT,
+    JSONBytes,
+    encode_data,
+    parse,
+)
 from notifier.api.deps import (
     IDEMPOTENCY_KEY_PARAMETER,
     IdempotencyKeyDep,
@@ -68,9 +74,7 @@ async def publish(
         [result] = await service.publish(publisher.name, [new])
     except IdempotencyConflict as error:
         raise HTTPException(409, detail=str(error)) from None
-    return Response(
-        result.notification.json, status_code=201 if result.created else 200, media_type=_JSON
-    )
+    return JSONBytes(result.notification.json, status_code=201 if result.created else 200)
 
 
 @router.post(
@@ -97,4 +101,4 @@ async def publish_batch(request: Request, publisher: PublisherDep, service: Serv
         results = await service.publish(publisher.name, items)
     except IdempotencyConflict as error:
         raise HTTPException(409, detail=str(error)) from None
-    return Response(list_body([r.notification for r in results]), status_code=201, media_type=_JSON)
+    return JSONBytes(list_body([r.notification for r in results]), status_code=201)
