@@ -7,10 +7,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import notifier
@@ -152,6 +153,12 @@ def create_app(
             return await database_unavailable(_request, error)
         log.error("database error", exc_info=error)
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(_request: Request, _error: Exception) -> Response:
+        """The client left (or was cut off at a time limit) while its body was read:
+        nobody is left to answer, and nothing is worth a traceback."""
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, error: Exception) -> JSONResponse:

@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     head_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
     """A request head (request line and headers) must arrive within this; else 408."""
     body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
-    """A request body must arrive in full within this after the request began; else 408."""
+    """A request body must arrive in full within this after its head; else 408."""
     handshake_rate: float = Field(default=20.0, ge=0)
     """WebSocket handshakes a second from one client address, in bursts of 5x; 0: none."""
     max_token_lifetime_seconds: int = Field(default=86400, ge=5)

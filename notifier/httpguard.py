@@ -12,9 +12,14 @@ with `GuardedHttpToolsProtocol` instead, which is httptools (the fast parser) pl
 - a head not complete `head_timeout` seconds after the connection opened, or after the
   first byte of the next request on a kept-alive connection, is answered `408` and the
   connection closed (nginx's `client_header_timeout`). Between requests uvicorn's own
-  keep-alive timeout (5 s) closes an idle connection.
+  keep-alive timeout (5 s) closes an idle connection;
+- a body not complete `body_timeout` seconds after its head is answered `408` (or, if
+  the app already answered, for instance 401 before reading it, the connection is just
+  closed): a client trickling a body holds nothing for longer than that.
 
-Bodies get their time limit where they are read, in `api.body.BodyLimit`.
+Both timers are one `call_later` a request, armed and cancelled by the parser's
+callbacks: nothing is added to the app's receive path. Body sizes are
+`api.body.BodyLimit`'s.
 """
 
 from __future__ import annotations
@@ -38,12 +43,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     max_head_bytes = MAX_HEAD_BYTES
     head_timeout = 20.0
+    body_timeout = 60.0
 
     @classmethod
-    def configure(cls, *, head_timeout: float, max_head_bytes: int = MAX_HEAD_BYTES) -> None:
+    def configure(
+        cls, *, head_timeout: float, body_timeout: float, max_head_bytes: int = MAX_HEAD_BYTES
+    ) -> None:
         """Set the limits for the connections this process serves (`serve` calls it in
         each worker process, from `process.worker_app`)."""
         cls.head_timeout = head_timeout
+        cls.body_timeout = body_timeout
         cls.max_head_bytes = max_head_bytes
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -51,6 +60,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = False
         self._head_timer: TimerHandle | None = None
+        self._body_timer: TimerHandle | None = None
         self._refusal: int | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -59,6 +69,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
 
     def _begin_head(self) -> None:
@@ -71,6 +82,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
@@ -95,6 +111,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._stop_head_timer()
         super().on_headers_complete()
+        if self._body_timer is None and not self.parser.should_upgrade():
+            self._body_timer = self.loop.call_later(self.body_timeout, self._body_expired)
+
+    def on_message_complete(self) -> None:
+        self._stop_body_timer()
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parser error; ours when a callback refused the head."""
@@ -107,6 +129,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self._in_head and not self.transport.is_closing():
             self._send_and_close(408, "Request Timeout")
+
+    def _body_expired(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            # The app is still waiting for the body: it sees a disconnect.
+            self._send_and_close(408, "Request Timeout")
+        else:
+            self.transport.close()
 
     def _send_and_close(self, status: int, reason: str) -> None:
         body = f'{{"detail": "{reason.lower()}"}}'.encode()

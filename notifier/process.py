@@ -35,7 +35,9 @@ def worker_app(settings: Settings, *, access_log: bool = True) -> FastAPI:
     """The app of one served process, with that process's policies: uvicorn calls it
     (`factory=True`) in the process that will serve it."""
     logs.configure(settings.log_level, access_log=access_log)
-    GuardedHttpToolsProtocol.configure(head_timeout=settings.head_timeout_seconds)
+    GuardedHttpToolsProtocol.configure(
+        head_timeout=settings.head_timeout_seconds, body_timeout=settings.body_timeout_seconds
+    )
     return create_app(settings, on_startup=gcpolicy.applied)
 
 

@@ -83,15 +83,17 @@ class RouteLimits:
 
 class BodyLimit:
     """Hold every request body to its route's limit (`max_body_size`, else
-    `SINGLE_BODY_LIMIT`) and to a time limit, as the app reads it.
+    `SINGLE_BODY_LIMIT`), as the app reads it.
 
     Nothing is read here: the route authenticates first and reads the body only then
-    (`parse`), so an unauthenticated upload costs no memory. A declared `Content-Length`
-    over the limit is answered 413 at once; a body that grows past it while read
-    (chunked) is refused with 413 at that moment, and one that has not arrived in full
-    `timeout` seconds after the request began with 408. Either answer closes the
-    connection, and so does any answer sent before the body was read (its rest is not
-    worth receiving). `routes` is read when the middleware stack is built (at the first
+    (`parse`), so an unauthenticated upload costs no memory (an answer sent before the
+    body was read makes uvicorn discard the rest as it arrives). A declared
+    `Content-Length` over the limit is answered 413 at once; one within it passes
+    untouched (the server never delivers more than declared). A chunked body is counted
+    as it is read and refused with 413 the moment it passes the limit, or with 408 if it
+    has not arrived in full `timeout` seconds after the request began; both close the
+    connection. `serve` also bounds the time of every body at the connection
+    (`httpguard`). `routes` is read when the middleware stack is built (at the first
     request), when every route is in place.
     """
 
@@ -105,7 +107,6 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self._limit(scope["method"], _route_path(scope))
-        declared: int | None = None
         chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -118,11 +119,17 @@ class BodyLimit:
                     return
             elif name == b"transfer-encoding":
                 chunked = True
+        if not chunked:  # a declared length within the limit, or no body
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, self._counting(receive, limit), send)
+
+    def _counting(self, receive: Receive, limit: int) -> Receive:
         deadline = asyncio.get_running_loop().time() + self._timeout
         size = 0
-        complete = declared == 0 or (declared is None and not chunked)  # no body at all
+        complete = False
 
-        async def limited_receive() -> Message:
+        async def counting_receive() -> Message:
             nonlocal size, complete
             if complete:
                 return await receive()
@@ -144,18 +151,10 @@ class BodyLimit:
                 complete = not message.get("more_body", False)
             return message
 
-        async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and not complete:
-                headers = list(message.get("headers", ()))
-                if not any(name.lower() == b"connection" for name, _ in headers):
-                    message = {**message, "headers": [*headers, *_CLOSE_RAW]}
-            await send(message)
-
-        await self.app(scope, limited_receive, closing_send)
+        return counting_receive
 
 
 _CLOSE = {"Connection": "close"}
-_CLOSE_RAW = [(b"connection", b"close")]
 
 
 def _route_path(scope: Scope) -> str:
