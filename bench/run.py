@@ -241,7 +241,6 @@ class ServerProcess:
         env.update(
             NOTIFIER_JWT_SECRET=JWT_SECRET,
             NOTIFIER_API_KEYS=f"bench:{API_KEY}",
-            NOTIFIER_LOG_LEVEL="warning",
             # Thousands of sockets from one address: the per-address limit would refuse them.
             NOTIFIER_HANDSHAKE_RATE="0",
         )
@@ -250,7 +249,8 @@ class ServerProcess:
             env["NOTIFIER_DATABASE_URL"] = database.url
             if args.bus:
                 env["NOTIFIER_BUS"] = args.bus
-            command = ["-m", "notifier", "serve", "--port", str(self.port), "--no-access-log"]
+            # As shipped: the default log level and access log (failed and slow requests).
+            command = ["-m", "notifier", "serve", "--port", str(self.port)]
             if args.workers > 1:
                 command += ["--workers", str(args.workers)]
             self.ready_path = "/readyz"
@@ -630,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         "other_load": {"pytest_running": busy},
         "git": _git(),
         "notifier_bus": args.bus or "default (postgres with PostgreSQL)",
-        "notifier_access_log": "off (--no-access-log), NOTIFIER_LOG_LEVEL=warning",
+        "notifier_access_log": "the default: failed and slow requests (NOTIFIER_ACCESS_LOG=errors)",
     }
     if busy:
         log("warning: a pytest run is in progress on this machine; figures will be noisy")

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import notifier
 from notifier import db
 from notifier.api import lean, stack, ws
+from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
 from notifier.api.routes import inbox, ops, publish
 from notifier.auth import ApiKeys, TokenVerifier
@@ -25,7 +26,7 @@ from notifier.config import Settings
 from notifier.hub import Hub
 from notifier.keys import JwksFile, JwksUrl, KeySource, StaticKey
 from notifier.service import Service
-from notifier.store import create_store
+from notifier.store import create_store, sqlpublish
 
 log = logging.getLogger("notifier.app")
 
@@ -34,6 +35,9 @@ class App(FastAPI):
     """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve` (its
     docstring says why: memory per socket), and the middleware stack is `api.stack`'s."""
 
+    access_log_slow_seconds: float | None = None
+    """Set: failed and slow requests are logged (`api.accesslog`)."""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await ws.serve(self.state.service, scope, receive, send)
@@ -41,13 +45,17 @@ class App(FastAPI):
             await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return stack.build(
+        app = stack.build(
             self.router,
             self.router.routes,
             self.user_middleware,
             self.exception_handlers,
             self.debug,
         )
+        if self.access_log_slow_seconds is not None:
+            # Outside ServerErrorMiddleware, so that it sees the 500 that one sends.
+            app = ErrorsAndSlow(app, self.access_log_slow_seconds)
+        return app
 
 
 def token_keys(settings: Settings) -> KeySource:
@@ -66,7 +74,9 @@ def token_keys(settings: Settings) -> KeySource:
 
 def build_service(settings: Settings) -> Service:
     keys = token_keys(settings)
-    engine = db.create_engine(settings.database_url)
+    engine = db.create_engine(
+        settings.database_url, lock_timeout_ms=settings.publish_lock_timeout_ms
+    )
     return Service(
         settings=settings,
         store=create_store(engine),
@@ -105,6 +115,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if db.is_sqlite(service.store.engine):
             await db.upgrade(service.store.engine)
+        else:  # what notifier_publish() cannot read from this process's environment
+            await sqlpublish.record_settings(service.store.engine, settings.max_payload_bytes)
         await service.start()
         try:
             async with on_startup() if on_startup is not None else nullcontext():
@@ -127,6 +139,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
+    if settings.access_log == "errors":
+        app.access_log_slow_seconds = settings.access_log_slow_ms / 1000
     app.add_middleware(BodyLimit, routes=app.router.routes, timeout=settings.body_timeout_seconds)
     lean.include(app, publish.router)
     app.include_router(inbox.router)

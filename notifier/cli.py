@@ -21,10 +21,14 @@ def _serve(args: argparse.Namespace) -> int:
     from notifier.startup import check_credentials, check_workers, preflight, resolve_credentials
 
     settings = load_settings()
+    if args.access_log or args.no_access_log:
+        mode = args.access_log or "off"
+        settings = settings.model_copy(update={"access_log": mode})
+    every_request = settings.access_log == "all"
     check_workers(settings, args.workers)
     settings, banner = resolve_credentials(settings, args.host, args.port)
     warnings = check_credentials(settings, args.host)
-    logs.configure(settings.log_level, access_log=not args.no_access_log)
+    logs.configure(settings.log_level, access_log=every_request)
     for warning in warnings:
         logging.getLogger("notifier.startup").warning(warning)
     preflight(settings)
@@ -45,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         log_config=None,
-        access_log=not args.no_access_log,
+        access_log=every_request,
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=10,
@@ -147,7 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, default=1, help="worker processes (PostgreSQL and a shared bus)"
     )
-    serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.add_argument(
+        "--access-log",
+        choices=("errors", "all", "off"),
+        help="log failed and slow requests (errors, the default), every request, or none "
+        "(NOTIFIER_ACCESS_LOG)",
+    )
+    serve.add_argument("--no-access-log", action="store_true", help="the same as --access-log off")
     serve.set_defaults(func=_serve)
 
     migrate = commands.add_parser("migrate", help="bring the database schema to the newest")

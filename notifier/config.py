@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BusKind = Literal["memory", "postgres", "redis"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+AccessLog = Literal["errors", "all", "off"]
 
 DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -159,9 +160,18 @@ class Settings(BaseSettings):
     replay_page_size: int = Field(default=1000, ge=1, le=5000)
     reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
     """How often sockets are checked against the database while the bus is healthy."""
+    publish_lock_timeout_ms: int = Field(default=5000, ge=0)
+    """How long a publish waits for a user's stream held by another transaction (a
+    backend's open transaction that called notifier_publish()) before it gives up with
+    503; 0 waits for ever. Longer than any lock notifier itself holds."""
     retention_days: float | None = Field(default=None, gt=0)
     """Delete notifications older than this; unset keeps them forever."""
     log_level: LogLevel = "info"
+    access_log: AccessLog = "errors"
+    """`errors`: a line per failed (5xx) or slow request (`api.accesslog`); `all`: a line
+    per request; `off`."""
+    access_log_slow_ms: float = Field(default=1000.0, gt=0)
+    """A request taking this long or longer is logged under `access_log=errors`."""
     dev_credentials_file: str = ".notifier-dev.json"
 
     # Hardening (docs/reference.md, Limits; SECURITY.md).
@@ -200,7 +210,7 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "access_log", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -271,6 +281,11 @@ class Settings(BaseSettings):
             return (
                 "NOTIFIER_BUS=postgres needs a PostgreSQL NOTIFIER_DATABASE_URL: use "
                 "postgresql+asyncpg://..., or NOTIFIER_BUS=memory with SQLite"
+            )
+        if any(entry.partition(":")[0] == "sql" for entry in self.api_keys if ":" in entry):
+            return (
+                "NOTIFIER_API_KEYS names a publisher 'sql': that name is reserved for "
+                "notifier_publish() (its idempotency keys are its own): choose another name"
             )
         if self.effective_bus == "redis" and not self.redis_url.startswith(REDIS_SCHEMES):
             return "NOTIFIER_REDIS_URL must start with redis://, rediss:// or unix://"

@@ -17,12 +17,16 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, lock_timeout_ms: int = 0) -> AsyncEngine:
     """An engine tuned per backend.
 
     SQLite gets one connection (writers would otherwise fight over the file lock), WAL and
     a full fsync per commit: a 201 means the row is on disk. PostgreSQL gets a pool sized
-    for group commit lanes, handshakes and replays at once.
+    for group commit lanes, handshakes and replays at once, and with `lock_timeout_ms`
+    its statements give up waiting for a row lock after that long (SQLSTATE 55P03): a
+    backend transaction that called notifier_publish() and stays open holds that user's
+    stream, and without a bound the publishes that wait for it would hold the instance's
+    group-commit lanes, and every other publisher with them, as long as it does.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
@@ -56,7 +60,10 @@ def create_engine(url: str) -> AsyncEngine:
             # publishing statement at each single publish (its one-row custom plans
             # look cheaper than the generic plan): 0.79 against 0.44 ms a publish,
             # measured; the generic plan is as fast for 2,000 rows.
-            "server_settings": {"plan_cache_mode": "force_generic_plan"},
+            "server_settings": {
+                "plan_cache_mode": "force_generic_plan",
+                "lock_timeout": str(lock_timeout_ms),
+            },
         },
     )
 

@@ -114,6 +114,13 @@ def test_environment_values_meet_the_same_rules(monkeypatch: pytest.MonkeyPatch)
     assert "keep only one" in refusal()
 
 
+def test_the_sql_publisher_name_is_reserved() -> None:
+    """`sql` is the publisher of notifier_publish(): an API key of that name would share
+    its idempotency keys. A bare key, or a name merely containing it, is fine."""
+    assert "reserved for notifier_publish()" in refusal(api_keys="main:k, sql:other")
+    assert Settings(api_keys="sql,mysql:k,sqlx:k").api_keys == ["sql", "mysql:k", "sqlx:k"]  # type: ignore[arg-type]
+
+
 def test_settings_pickle() -> None:
     """`serve --workers N` hands each worker its Settings in a pickle."""
     settings = Settings(database_url=PG, jwt_secret=SECRET, api_keys="main:k")  # type: ignore[arg-type]

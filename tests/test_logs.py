@@ -71,11 +71,12 @@ def _wait_for(server: Server, *texts: str, seconds: float = 5) -> str:
 
 async def test_server_logs_carry_no_token_or_api_key(tmp_path: Path) -> None:
     """After a WebSocket with ?access_token= and an API-key publish, neither credential
-    (nor the JWT secret) appears in the server's logs, while the request paths do."""
+    (nor the JWT secret) appears in the server's logs, while the request paths do (with
+    a line per request: `NOTIFIER_ACCESS_LOG=all`)."""
     api_key = f"log-test-key-{new_user()}"
     server = Server(
         f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}",
-        env_extra={"NOTIFIER_API_KEYS": f"main:{api_key}"},
+        env_extra={"NOTIFIER_API_KEYS": f"main:{api_key}", "NOTIFIER_ACCESS_LOG": "all"},
     ).start()
     try:
         user = new_user()

@@ -17,6 +17,17 @@ __all__ = ["Bus", "BusHandlers", "MemoryBus", "create_bus"]
 
 
 def create_bus(kind: str, *, engine: AsyncEngine, redis_url: str, origin: str) -> Bus:
+    bus = _engine_bus(kind, engine=engine, redis_url=redis_url, origin=origin)
+    if kind != "postgres" and engine.dialect.name == "postgresql":
+        # notifier_publish() announces on PostgreSQL whatever the bus (bus/sqlfeed.py).
+        from notifier.bus.postgres import PostgresBus
+        from notifier.bus.sqlfeed import SqlFeed
+
+        return SqlFeed(bus, PostgresBus(engine, origin=origin))
+    return bus
+
+
+def _engine_bus(kind: str, *, engine: AsyncEngine, redis_url: str, origin: str) -> Bus:
     if kind == "memory":
         return MemoryBus()
     if kind == "postgres":

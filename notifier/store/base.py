@@ -30,6 +30,12 @@ class DatabaseUnavailable(ConnectionError):
     """The database connection failed during a publish; nothing was committed."""
 
 
+class StreamBusy(DatabaseUnavailable):
+    """A user's stream stayed locked by another transaction past the lock timeout;
+    nothing was committed, and the connection is sound. Answered like an outage (503 with
+    Retry-After): the publisher retries with its key."""
+
+
 class Store(Protocol):
     @property
     def engine(self) -> AsyncEngine: ...

@@ -19,7 +19,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util import greenlet_spawn
 
 from notifier.core.publishing import Outcome, PublishRequest, keys, plan_group
-from notifier.store.base import KEYED, DatabaseUnavailable, inserted_columns, stored_originals
+from notifier.store.base import (
+    KEYED,
+    DatabaseUnavailable,
+    StreamBusy,
+    inserted_columns,
+    stored_originals,
+)
 from notifier.store.sql import SqlStore
 from notifier.wire.announcement import NOTIFY_SQL, TransactionNotify, notify_parameters
 from notifier.wire.notification import COLUMNS, FRAME_SQL
@@ -143,6 +149,8 @@ class PostgresStore(SqlStore):
         record = await self.engine.raw_connection()
         try:
             yield record.driver_connection
+        except asyncpg.exceptions.LockNotAvailableError as error:
+            raise StreamBusy(str(error)) from error
         except _CONNECTION_ERRORS as error:
             await greenlet_spawn(record.invalidate)  # never back to the pool
             raise DatabaseUnavailable(repr(error)) from error
