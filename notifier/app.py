@@ -19,7 +19,7 @@ from notifier import db
 from notifier.api import lean, stack, ws
 from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish
+from notifier.api.routes import inbox, ops, publish, users
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -77,6 +77,7 @@ def build_service(settings: Settings) -> Service:
     engine = db.create_engine(
         settings.database_url, lock_timeout_ms=settings.publish_lock_timeout_ms
     )
+    origin = uuid.uuid4().hex
     return Service(
         settings=settings,
         store=create_store(engine),
@@ -85,7 +86,7 @@ def build_service(settings: Settings) -> Service:
             settings.effective_bus,
             engine=engine,
             redis_url=settings.redis_url,
-            origin=uuid.uuid4().hex,
+            origin=origin,
         ),
         verifier=TokenVerifier(
             keys=keys,
@@ -95,6 +96,7 @@ def build_service(settings: Settings) -> Service:
             leeway=settings.jwt_leeway_seconds,
         ),
         api_keys=ApiKeys(settings.api_keys),
+        instance_id=origin,
     )
 
 
@@ -144,6 +146,7 @@ def create_app(
     app.add_middleware(BodyLimit, routes=app.router.routes, timeout=settings.body_timeout_seconds)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
+    app.include_router(users.router)
     app.include_router(ops.router)
     # Off the service port (404, and not in the OpenAPI document) when it is served on
     # NOTIFIER_METRICS_PORT only (process.py).

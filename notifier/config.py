@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=65536, gt=0)
     """No upper bound: above the request body limits (`api/body.py`) those govern."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_sockets_per_user: int = Field(default=100, ge=1)
+    """Open WebSocket and SSE streams one user may hold on one instance (one process)."""
 
     # Extensions beyond the contract (documented in docs/reference.md).
     ws_max_buffer_bytes: int = Field(default=1024 * 1024, ge=4096)

@@ -37,6 +37,9 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_REVOKED = 4403
+"""The user's tokens were revoked ("log out everywhere"): do not reconnect with this one."""
+CLOSE_TOO_MANY_STREAMS = 4429
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_GONE = 1006
 # Announced seqs the database keeps not showing: retry this often before going live.
@@ -74,6 +77,7 @@ class Connection:
         "_store",
         "expires_at",
         "gave_up",
+        "issued_at",
         "user_id",
     )
 
@@ -88,8 +92,11 @@ class Connection:
         max_buffer_bytes: int,
         stall_seconds: float = 1.0,
         close_timeout: float = 30.0,
+        issued_at: float | None = None,
     ) -> None:
         self.user_id = user_id
+        self.issued_at = issued_at
+        """The token's `iat` (renewed by an `auth` frame): a revocation compares it."""
         self._life: Lifecycle = opened(resume=replay_after is not None)
         self._store = store
         self._send = send

@@ -10,16 +10,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from notifier.core.revocation import refuses
 from notifier.wire.announcement import Announcement
 from notifier.wire.notification import Notification
 
 
 class Subscriber(Protocol):
+    """One stream of a user, whatever its transport (WebSocket, SSE)."""
+
+    issued_at: float | None
+    """The `iat` of the token the stream was opened or last renewed with (None: none)."""
+
     def offer(self, seq: int, frame: str | None, created_at: float | None) -> None:
         """A notification of this user: queue it, drop it, or fetch the gap."""
 
     def push(self, frame: str) -> None:
-        """A frame outside the seq stream (read state)."""
+        """A frame outside the seq stream (read and archive state)."""
+
+    def request_close(self, code: int, reason: str) -> None:
+        """End the stream with `code` (WebSocket close code; SSE sends it in its `close`
+        event) after the write in flight."""
 
 
 class Hub:
@@ -28,8 +38,16 @@ class Hub:
         # quarter of an empty set's memory, and fan-out iterates it without a copy.
         self._by_user: dict[str, tuple[Subscriber, ...]] = {}
 
-    def add(self, user_id: str, subscriber: Subscriber) -> None:
-        self._by_user[user_id] = (*self._by_user.get(user_id, ()), subscriber)
+    def add(self, user_id: str, subscriber: Subscriber, limit: int | None = None) -> bool:
+        """Hold `subscriber`; False, holding nothing, when its user has `limit` already.
+
+        The count and the insertion happen in one step of the event loop, so concurrent
+        handshakes of one user can never pass the limit together."""
+        held = self._by_user.get(user_id, ())
+        if limit is not None and len(held) >= limit:
+            return False
+        self._by_user[user_id] = (*held, subscriber)
+        return True
 
     def remove(self, user_id: str, subscriber: Subscriber) -> None:
         subscribers = self._by_user.get(user_id)
@@ -45,6 +63,20 @@ class Hub:
 
     def subscribers(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))
+
+    def user_count(self) -> int:
+        """Users holding at least one stream here."""
+        return len(self._by_user)
+
+    def revoke(self, user_id: str, cut: int, code: int, reason: str) -> int:
+        """Close, with `code`, every stream of `user_id` whose token a revocation up to the
+        whole second `cut` refuses; how many."""
+        closed = 0
+        for subscriber in self._by_user.get(user_id, ()):
+            if refuses(cut, subscriber.issued_at):
+                subscriber.request_close(code, reason)
+                closed += 1
+        return closed
 
     def deliver(self, notifications: Iterable[Notification]) -> None:
         """Notifications committed by this instance."""

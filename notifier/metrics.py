@@ -36,6 +36,27 @@ AUTH_REFUSED = Counter("notifier_auth_refused_total", "Refused credentials", ["k
 SLOW_CLOSES = Counter(
     "notifier_slow_client_closes_total", "Sockets closed with 1013 for not reading"
 )
+ARCHIVED = Counter(
+    "notifier_notifications_archived_total", "Notifications that went from not archived to archived"
+)
+PRESENCE_USERS = Gauge(
+    "notifier_presence_users",
+    "Users holding at least one open stream (WebSocket or SSE) on this instance",
+    multiprocess_mode="livesum",
+)
+REVOCATIONS = Counter("notifier_revocations_total", "Users' tokens revoked through this instance")
+REVOKED_CLOSES = Counter(
+    "notifier_revoked_stream_closes_total",
+    "Streams closed with 4403 because their tokens were revoked",
+)
+REVOKED_TOKENS = Counter(
+    "notifier_revoked_tokens_refused_total", "Tokens refused because their user revoked them"
+)
+STREAM_CAP_REFUSED = Counter(
+    "notifier_stream_cap_refusals_total",
+    "Streams refused because their user already held NOTIFIER_MAX_SOCKETS_PER_USER here",
+    ["transport"],
+)
 BUS_UP = Gauge(
     "notifier_bus_up", "1 while the cross-instance bus is connected", multiprocess_mode="livemin"
 )

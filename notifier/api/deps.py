@@ -77,7 +77,7 @@ async def current_user(request: Request, service: ServiceDep) -> UserIdentity:
     if token is None:
         raise _unauthorized("user", "missing user token")
     try:
-        return service.verifier.verify(token)
+        return await service.authenticate(token)  # signature, claims, revocation
     except AuthError as error:
         raise _unauthorized("user", str(error)) from None
 

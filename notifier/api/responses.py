@@ -169,6 +169,30 @@ class Updated(BaseModel):
     updated: int
 
 
+class Archived(BaseModel):
+    archived: int
+
+
+class UserPresence(BaseModel):
+    user_id: str
+    online: bool
+    connections: int
+
+
+class PresenceEntry(BaseModel):
+    online: bool
+    connections: int
+
+
+class PresenceMap(BaseModel):
+    presence: dict[str, PresenceEntry]
+
+
+class Revoked(BaseModel):
+    user_id: str
+    revoked_at: str
+
+
 class Health(BaseModel):
     status: str
 

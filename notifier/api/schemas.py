@@ -67,3 +67,20 @@ class ReadIn(_Strict):
         if (self.up_to_seq is None) == (self.ids is None):
             raise ValueError("give exactly one of 'up_to_seq' or 'ids'")
         return self
+
+
+class ArchiveIn(_Strict):
+    ids: Annotated[
+        list[Annotated[str, AfterValidator(_uuid)]], Field(min_length=1, max_length=1000)
+    ]
+
+
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)]
+
+
+class PresenceIn(_Strict):
+    user_ids: Annotated[list[UserId], Field(min_length=1, max_length=1000)]
+
+
+class RevokeIn(_Strict):
+    """`POST /v1/users/{user_id}/revoke` takes no body, or `{}`."""

@@ -9,7 +9,7 @@ that `connection` no longer keeps, 36 KiB a socket became 20 KiB; bench connect)
 The handshake order is what makes "every notification committed after the handshake"
 hold: authenticate, subscribe the socket to live delivery, learn where it starts (the
 `after` of a resume, or the user's head read after subscribing), and only then accept.
-Refusals are sent after accept as close codes (4401, 4400) so that browsers, which never
+Refusals are sent after accept as close codes (4401, 4400, 4429) so that browsers, which never
 see a refused handshake's status, can tell a bad token from a network error; a
 forbidden Origin, or another path, is refused before accept (HTTP 403).
 """
@@ -25,10 +25,15 @@ from urllib.parse import parse_qsl
 
 from notifier import metrics
 from notifier.auth import AuthError, bearer
-from notifier.connection import CLOSE_INTERNAL_ERROR, CLOSE_UNAUTHORIZED, Connection
+from notifier.connection import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_TOO_MANY_STREAMS,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+)
 from notifier.core.claims import UserIdentity
 from notifier.core.ratelimit import TokenBucket
-from notifier.service import Service
+from notifier.service import Service, TooManyStreams
 from notifier.wire.frames import (
     PONG,
     Auth,
@@ -47,7 +52,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 PATH = "/v1/ws"
 CLOSE_BAD_REQUEST = 4400
-CLOSE_TOO_MANY = 4429
 # Client frames are pings, read marks and token renewals: a few a minute. A client that
 # floods gets error frames (bounded by its queue), never database work per frame.
 FRAME_RATE = 20.0
@@ -76,12 +80,17 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         page_size=service.settings.replay_page_size,
         max_buffer_bytes=service.settings.ws_max_buffer_bytes,
         stall_seconds=service.settings.ws_stall_seconds,
+        issued_at=identity.issued_at,
     )
     metrics.OPEN_SOCKETS.inc()
     service.expiries.watch(connection, min(identity.expires_at, ends_at))
     del identity
     try:
-        await service.attach(user_id, connection)
+        try:
+            await service.attach(user_id, connection)
+        except TooManyStreams as error:
+            await _refuse(send, CLOSE_TOO_MANY_STREAMS, str(error))
+            return
         if after is None:
             try:
                 head = await service.heads.head(user_id)
@@ -131,7 +140,9 @@ async def _admit(
     client = scope.get("client")
     if not service.allow_handshake(client[0] if client else "", time.monotonic()):
         metrics.AUTH_REFUSED.labels("rate").inc()
-        await _refuse(send, CLOSE_TOO_MANY, "too many handshakes from this address; retry later")
+        await _refuse(
+            send, CLOSE_TOO_MANY_STREAMS, "too many handshakes from this address; retry later"
+        )
         return None
     headers = _headers(scope)
     allowed = service.settings.allowed_origins
@@ -147,10 +158,14 @@ async def _admit(
     try:
         if token is None:
             raise AuthError("missing token")
-        identity = service.verifier.verify(token)
+        identity = await service.authenticate(token)
     except AuthError as error:
         metrics.AUTH_REFUSED.labels("user").inc()
         await _refuse(send, CLOSE_UNAUTHORIZED, str(error))
+        return None
+    except Exception as error:  # revocations could not be checked: the client retries
+        log.warning("handshake without a database", extra={"error": repr(error)[:300]})
+        await _refuse(send, CLOSE_INTERNAL_ERROR, "database unavailable, retry")
         return None
     try:
         after = parse_seq(query.get("after"))
@@ -204,11 +219,16 @@ async def _on_message(
             connection.push(error_frame("could not mark read; try again"))
     elif isinstance(frame, Auth):
         try:
-            fresh = service.verifier.verify(frame.access_token)
+            fresh = await service.authenticate(frame.access_token)
             if fresh.user_id != connection.user_id:
                 raise AuthError("token is for another user")
         except AuthError as error:
             metrics.AUTH_REFUSED.labels("user").inc()
             connection.request_close(CLOSE_UNAUTHORIZED, str(error))
             return
+        except Exception:  # revocations could not be checked: keep the current token
+            log.exception("token renewal could not be checked")
+            connection.push(error_frame("could not check the token; try again"))
+            return
+        connection.issued_at = fresh.issued_at
         service.expiries.watch(connection, min(fresh.expires_at, ends_at))

@@ -57,6 +57,13 @@ class Bus(abc.ABC):
         """Called after every commit with the new notifications, whatever the engine:
         one that announced them in the transaction (`in_transaction`) does nothing."""
 
+    async def broadcast(self, announcement: Announcement) -> None:
+        """To every instance, whether or not it holds a socket of the user (a revocation).
+        The postgres bus announces revocations inside their transaction instead
+        (`in_transaction`); the memory bus has no other instance."""
+        return None
+
     async def announce_read(self, user_id: str, frame: str) -> None:
-        """A read-state change of `user_id`."""
+        """A frame outside the seq stream for `user_id`'s sockets: a read-state or
+        archive change (`read`, `archived`)."""
         return None

@@ -79,6 +79,14 @@ class PostgresBus(SupervisedBus):
         """Nothing to do: the publishing statement announced them at commit."""
         return None
 
+    async def broadcast(self, announcement: Announcement) -> None:
+        """Every instance LISTENs on the one channel. (Revocations do not come here: they
+        are NOTIFYed inside their own transaction, through `in_transaction`.)"""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                _NOTIFY_ONE, {"channel": CHANNEL, "payload": announcement.encode(self._origin)}
+            )
+
     async def announce_read(self, user_id: str, frame: str) -> None:
         payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
         if len(payload.encode()) >= MAX_PAYLOAD_BYTES:

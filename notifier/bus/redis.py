@@ -90,6 +90,10 @@ class RedisBus(SupervisedBus):
                 pipe.publish(channel(notification.user_id), payload)
             await pipe.execute()
 
+    async def broadcast(self, announcement: Announcement) -> None:
+        """On the control channel, which every instance subscribes to at all times."""
+        await self._client.publish(_CONTROL, announcement.encode(self._origin))
+
     async def announce_read(self, user_id: str, frame: str) -> None:
         payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
         try:
@@ -130,7 +134,7 @@ class RedisBus(SupervisedBus):
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        if kind != "message" or not name.startswith(PREFIX):
+        if kind != "message" or not (name.startswith(PREFIX) or name == _CONTROL):
             return
         try:
             origin, announcement = Announcement.decode(message["data"])

@@ -21,6 +21,8 @@ class UserIdentity:
     user_id: str
     expires_at: float
     """`exp` as a POSIX timestamp: the moment a socket must be closed with 4401."""
+    issued_at: float | None = None
+    """`iat`, when the token has one: what a revocation is compared with."""
 
 
 def _number(claims: Mapping[str, object], name: str) -> float | None:
@@ -70,4 +72,4 @@ def check_claims(
             raise ClaimsError("'aud' does not match")
     if issuer is not None and claims.get("iss") != issuer:
         raise ClaimsError("'iss' does not match")
-    return UserIdentity(user_id=sub, expires_at=exp + leeway)
+    return UserIdentity(user_id=sub, expires_at=exp + leeway, issued_at=iat)

@@ -85,11 +85,15 @@ class Store(Protocol):
         before: int | None,
         limit: int,
         unread: bool,
+        archived: bool | None = False,
     ) -> list[Notification]:
-        """A page of the inbox: ascending from `after`, else descending (below `before`)."""
+        """A page of the inbox: ascending from `after`, else descending (below `before`);
+        not archived ones (`archived` False), archived ones (True), or both (None)."""
         ...
 
-    async def unread_count(self, user_id: str) -> int: ...
+    async def unread_count(self, user_id: str) -> int:
+        """Notifications neither read nor archived (archiving also marks read)."""
+        ...
 
     async def head(self, user_id: str) -> int:
         """The user's newest seq (0 before the first notification)."""
@@ -109,6 +113,13 @@ class Store(Protocol):
 
     async def mark_read_ids(self, user_id: str, ids: Sequence[str]) -> list[str]:
         """Mark the user's own notifications among `ids`; the ids that changed."""
+        ...
+
+    # -- archive --------------------------------------------------------------------
+
+    async def archive_ids(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        """Archive the user's own notifications among `ids`, marking them read too; the
+        ids that went from not archived to archived."""
         ...
 
     # -- retention ------------------------------------------------------------------

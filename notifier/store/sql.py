@@ -102,10 +102,15 @@ class SqlStore(abc.ABC):
         before: int | None,
         limit: int,
         unread: bool,
+        archived: bool | None = False,
     ) -> list[Notification]:
         query = sa.select(*_COLUMNS).where(nt.c.user_id == user_id)
         if unread:
             query = query.where(nt.c.read_at.is_(None))
+        if archived is not None:
+            query = query.where(
+                nt.c.archived_at.is_not(None) if archived else nt.c.archived_at.is_(None)
+            )
         if after is not None:
             query = query.where(nt.c.seq > after).order_by(nt.c.seq)
         else:
@@ -120,7 +125,7 @@ class SqlStore(abc.ABC):
         query = (
             sa.select(sa.func.count())
             .select_from(nt)
-            .where(nt.c.user_id == user_id, nt.c.read_at.is_(None))
+            .where(nt.c.user_id == user_id, nt.c.read_at.is_(None), nt.c.archived_at.is_(None))
         )
         async with self._reader.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
@@ -152,6 +157,21 @@ class SqlStore(abc.ABC):
             sa.update(nt)
             .where(nt.c.user_id == user_id, nt.c.id.in_(list(ids)), nt.c.read_at.is_(None))
             .values(read_at=datetime.now(UTC))
+            .returning(nt.c.id)
+        )
+        async with self.engine.begin() as conn:
+            return [str(row.id) for row in await conn.execute(statement)]
+
+    # -- archive --------------------------------------------------------------------
+
+    async def archive_ids(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        now = datetime.now(UTC)
+        statement = (
+            sa.update(nt)
+            .where(nt.c.user_id == user_id, nt.c.id.in_(list(ids)), nt.c.archived_at.is_(None))
+            .values(archived_at=now, read_at=sa.func.coalesce(nt.c.read_at, now))
             .returning(nt.c.id)
         )
         async with self.engine.begin() as conn:

@@ -1,6 +1,7 @@
 """What the bus carries between instances: announcements, one or packed many to a payload.
 
-An announcement is a user's new seq (with its frame when it fits) or a read-state change.
+An announcement is a user's new seq (with its frame when it fits), a frame outside the
+seq stream (read or archive state), or a revocation of the user's tokens.
 On PostgreSQL the payloads of a publish are built in SQL inside the publishing statement
 (`NOTIFY_SQL`, from `Announcement.around_seq` pieces), so that they leave exactly at
 commit; the packing rules (`TransactionNotify`) and the SQL that applies them are here,
@@ -39,7 +40,10 @@ class Announcement:
     """The frame to send; None for a notification too large to carry (fetch it)."""
     created_at: float | None = None
     read_frame: str | None = None
-    """Set for a read-state change."""
+    """Set for a frame outside the seq stream (read or archive state)."""
+    revoked_at: float | None = None
+    """Set for a revocation of the user's tokens (POSIX seconds): for every instance,
+    whether or not it holds a socket of the user."""
 
     def body(self, *, with_frame: bool = True) -> dict[str, object]:
         """The announcement without its origin (see `encode` and `TransactionNotify`)."""
@@ -51,6 +55,8 @@ class Announcement:
                 body["f"] = self.frame
         if self.read_frame is not None:
             body["r"] = self.read_frame
+        if self.revoked_at is not None:
+            body["v"] = self.revoked_at
         return body
 
     def encode(self, origin: str, inline_limit: int | None = MAX_INLINE_FRAME) -> str:
@@ -111,12 +117,16 @@ class Announcement:
         if not isinstance(body, dict) or not isinstance(body.get("u"), str):
             raise ValueError("not a notifier announcement")
         seq = body.get("s")
+        revoked = body.get("v")
         return Announcement(
             user_id=body["u"],
             seq=seq if isinstance(seq, int) else None,
             frame=body.get("f"),
             created_at=body.get("t"),
             read_frame=body.get("r"),
+            revoked_at=float(revoked)
+            if isinstance(revoked, int | float) and not isinstance(revoked, bool)
+            else None,
         )
 
     @staticmethod

@@ -1,5 +1,5 @@
 """WebSocket frames but the notification's (`wire.notification`): what a client may say,
-parsed without I/O, and the server's read, replayed, error and pong frames."""
+parsed without I/O, and the server's read, archived, replayed, error and pong frames."""
 
 from __future__ import annotations
 
@@ -79,6 +79,22 @@ def read_frame_up_to(seq: int) -> str:
 
 def read_frame_ids(ids: list[str]) -> str:
     return orjson.dumps({"type": "read", "ids": ids}).decode()
+
+
+ARCHIVED_IDS_PER_FRAME = 100
+"""An `archived` frame names at most this many ids: its announcement then stays well
+under a PostgreSQL NOTIFY payload's limit, so it reaches every instance (`archived_frames`
+cuts a longer list into several frames)."""
+
+
+def archived_frames(ids: list[str]) -> list[str]:
+    """`{"type": "archived", "ids": [...]}` frames naming `ids`, in order, at most
+    ARCHIVED_IDS_PER_FRAME each."""
+    step = ARCHIVED_IDS_PER_FRAME
+    return [
+        orjson.dumps({"type": "archived", "ids": ids[start : start + step]}).decode()
+        for start in range(0, len(ids), step)
+    ]
 
 
 def replayed_frame(last_seq: int, complete: bool) -> str:

@@ -21,7 +21,13 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from notifier.api import responses, ws
-from notifier.connection import CLOSE_INTERNAL_ERROR, CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHORIZED
+from notifier.connection import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_REVOKED,
+    CLOSE_TOO_MANY_STREAMS,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+)
 from notifier.wire import frames
 from notifier.wire.notification import Notification
 from tests.support import ROOT
@@ -93,6 +99,7 @@ def test_the_frames_the_server_sends_fit_the_document() -> None:
             orjson.loads(frames.read_frame_up_to(17)),
             orjson.loads(frames.read_frame_ids([notification.id])),
         ],
+        "archived": [orjson.loads(f) for f in frames.archived_frames([notification.id] * 250)],
         "replayed": [orjson.loads(frames.replayed_frame(17, False))],
         "pong": [orjson.loads(frames.PONG)],
         "error": [orjson.loads(frames.error_frame("unknown frame type 'x'"))],
@@ -118,10 +125,11 @@ def test_the_close_codes_the_code_uses_are_documented() -> None:
     """Every close code the code sends, and uvicorn's (1009, 1011, 1012), is listed."""
     used = {
         ws.CLOSE_BAD_REQUEST,
-        ws.CLOSE_TOO_MANY,
         CLOSE_UNAUTHORIZED,
         CLOSE_TRY_AGAIN_LATER,
         CLOSE_INTERNAL_ERROR,
+        CLOSE_REVOKED,
+        CLOSE_TOO_MANY_STREAMS,
     }
     listed = {int(code) for code in DOCUMENT["channels"]["stream"]["x-close-codes"]}
     assert listed == used | {1009, 1011, 1012}

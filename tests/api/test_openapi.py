@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from notifier.api import responses
-from notifier.api.routes import inbox, ops, publish
+from notifier.api.routes import inbox, ops, publish, users
 from notifier.app import App
 from tests.support import API_KEY, make_token
 
@@ -28,6 +28,7 @@ USER = "openapi-user"
 PUBLISHER = {"authorization": f"Bearer {API_KEY}"}
 ONE = {"user_id": USER, "type": "t", "data": {"n": 1}}
 OTHER = {"user_id": USER, "type": "t", "data": {"n": 2}}
+ID = "0b6c1f5e-6f2a-4d8e-9a51-3f0c2b7d9e14"
 BIG = b"{" + b" " * (16 * 1024 * 1024) + b"}"
 
 
@@ -45,6 +46,12 @@ class Case:
     requests: list[dict[str, Any]] = field(default_factory=lambda: [{}])
     database_down: bool = False
     document_missing: bool = False
+    template: str | None = None
+    """The path as the document names it, when `path` fills in a parameter."""
+
+    @property
+    def documented(self) -> str:
+        return self.template or self.path
 
     @property
     def id(self) -> str:
@@ -58,6 +65,10 @@ def key(name: str) -> dict[str, str]:
 def cases() -> list[Case]:
     inbox = "/v1/me/notifications"
     unread, read = f"{inbox}/unread-count", f"{inbox}/read"
+    archive = f"{inbox}/archive"
+    presence, presence_t = f"/v1/users/{USER}/presence", "/v1/users/{user_id}/presence"
+    revoke, revoke_t = f"/v1/users/{USER}/revoke", "/v1/users/{user_id}/revoke"
+    bulk = "/v1/presence"
     single, batch = "/v1/notifications", "/v1/notifications/batch"
     return [
         Case("get", inbox, 200, [{"headers": user()}]),
@@ -72,6 +83,39 @@ def cases() -> list[Case]:
         Case("post", read, 413, [{"headers": user(), "content": BIG[: 1024 * 1024 + 2]}]),
         Case("post", read, 422, [{"headers": user(), "json": {}}]),
         Case("post", read, 503, [{"headers": user(), "json": {"up_to_seq": 1}}], True),
+        Case("post", archive, 200, [{"headers": user(), "json": {"ids": [ID]}}]),
+        Case("post", archive, 401, [{"json": {"ids": [ID]}}]),
+        Case("post", archive, 413, [{"headers": user(), "content": BIG[: 1024 * 1024 + 2]}]),
+        Case("post", archive, 422, [{"headers": user(), "json": {"ids": []}}]),
+        Case("post", archive, 503, [{"headers": user(), "json": {"ids": [ID]}}], True),
+        Case("get", presence, 200, [{"headers": PUBLISHER}], template=presence_t),
+        Case("get", presence, 401, template=presence_t),
+        Case(
+            "get",
+            f"/v1/users/{'x' * 256}/presence",
+            422,
+            [{"headers": PUBLISHER}],
+            False,
+            False,
+            presence_t,
+        ),
+        Case("get", presence, 503, [{"headers": PUBLISHER}], True, template=presence_t),
+        Case("post", bulk, 200, [{"headers": PUBLISHER, "json": {"user_ids": [USER]}}]),
+        Case("post", bulk, 401, [{"json": {"user_ids": [USER]}}]),
+        Case("post", bulk, 413, [{"headers": PUBLISHER, "content": BIG[: 1024 * 1024 + 2]}]),
+        Case("post", bulk, 422, [{"headers": PUBLISHER, "json": {"user_ids": []}}]),
+        Case("post", bulk, 503, [{"headers": PUBLISHER, "json": {"user_ids": [USER]}}], True),
+        Case("post", revoke, 200, [{"headers": PUBLISHER}], template=revoke_t),
+        Case("post", revoke, 401, template=revoke_t),
+        Case(
+            "post",
+            revoke,
+            413,
+            [{"headers": PUBLISHER, "content": BIG[: 1024 * 1024 + 2]}],
+            template=revoke_t,
+        ),
+        Case("post", revoke, 422, [{"headers": PUBLISHER, "json": {"a": 1}}], template=revoke_t),
+        Case("post", revoke, 503, [{"headers": PUBLISHER}], True, template=revoke_t),
         Case("get", "/healthz", 200),
         Case("get", "/readyz", 200),
         Case("get", "/readyz", 503, database_down=True),
@@ -111,7 +155,7 @@ def cases() -> list[Case]:
 CASES = cases()
 ANSWERS: dict[tuple[str, str], set[str]] = {}
 for _case in CASES:
-    ANSWERS.setdefault((_case.method, _case.path), set()).add(str(_case.status))
+    ANSWERS.setdefault((_case.method, _case.documented), set()).add(str(_case.status))
 
 # The publish routes declare responses.PUBLISH_RESPONSES and BATCH_RESPONSES; the
 # declared dicts must match what the routes answer.
@@ -187,12 +231,13 @@ async def test_every_answer_has_an_example(document: dict[str, Any]) -> None:
 
 def declarations() -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(where, code, answer) for every answer the routes declare, and the planned ones."""
-    for route in (
+    routes = (
         *inbox.router.routes,
         *ops.router.routes,
         *ops.metrics_router.routes,
         *publish.router.routes,
-    ):
+    )
+    for route in (*routes, *users.router.routes):
         if isinstance(route, APIRoute):
             for method in route.methods:
                 for code, answer in route.responses.items():
@@ -255,7 +300,7 @@ async def test_each_documented_code_is_provoked(
     if case.database_down:
         await _settle_failed_connections()
     assert answer.status_code == case.status, answer.text
-    assert str(case.status) in documented_codes(document, case.method, case.path)
+    assert str(case.status) in documented_codes(document, case.method, case.documented)
 
 
 async def _settle_failed_connections() -> None:

@@ -16,8 +16,14 @@ def claims(**overrides: object) -> dict[str, object]:
 
 
 def test_valid_claims_give_the_user_and_expiry() -> None:
-    """A token with sub, iat and a future exp admits its `sub` and reports its `exp`."""
-    assert check_claims(claims(), now=NOW) == UserIdentity("alice", NOW + 60)
+    """A token with sub, iat and a future exp admits its `sub` and reports its `exp` and
+    `iat`."""
+    assert check_claims(claims(), now=NOW) == UserIdentity("alice", NOW + 60, NOW - 10)
+
+
+def test_a_token_without_iat_reports_none() -> None:
+    """`iat` is optional: its absence is reported (a revoked user's such tokens are refused)."""
+    assert check_claims(claims(iat=None), now=NOW).issued_at is None
 
 
 def test_exp_is_required() -> None:

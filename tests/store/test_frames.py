@@ -132,7 +132,7 @@ async def test_frames_are_the_rows_frames_and_the_api_objects_byte_for_byte(
     assert frames == [(n.seq, n.frame) for n in rows]
     assert [seq for seq, _ in frames] == [s.notification.seq for s in sent]
 
-    inbox = await store.inbox(user, after=0, before=None, limit=100, unread=False)
+    inbox = await store.inbox(user, after=0, before=None, limit=100, unread=False, archived=None)
     assert [n.seq for n in inbox] == [s.notification.seq for s in sent]
     for (seq, frame), row, listed, item in zip(frames, rows, inbox, sent, strict=True):
         published = item.notification

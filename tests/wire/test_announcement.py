@@ -171,3 +171,32 @@ def test_notify_parameters_are_each_announcements_pieces_and_the_packing() -> No
     assert len(head.encode()) + 2 * notify.room + len("]}") <= MAX_PAYLOAD_BYTES
     silent = notify_parameters(None, fresh, moment)
     assert len(silent) == 7 and silent[4] is None
+
+
+def test_a_revocation_round_trips_and_carries_nothing_else() -> None:
+    """A revocation decodes to the same announcement: no seq, no frame."""
+    sent = Announcement(user_id="alice", revoked_at=1_800_000_000.25)
+    origin, [received] = Announcement.decode_many(sent.encode("me"))
+    assert origin == "me" and received == sent
+    assert received.seq is None and received.read_frame is None
+
+
+def test_an_instance_without_revocations_ignores_the_field() -> None:
+    """A payload of an older instance (no "v") decodes with `revoked_at` None, and a
+    non-number "v" is not a revocation."""
+    _, plain = Announcement.decode('{"o":"x","u":"alice","r":"{}"}')
+    assert plain.revoked_at is None
+    _, odd = Announcement.decode('{"o":"x","u":"alice","v":"soon"}')
+    assert odd.revoked_at is None
+
+
+def test_the_longest_archived_frame_fits_a_notify_payload() -> None:
+    """An `archived` frame of the most ids it may name, for a user id of 255 characters
+    that JSON escapes the most, still fits a PostgreSQL NOTIFY payload."""
+    from notifier.wire.frames import ARCHIVED_IDS_PER_FRAME, archived_frames
+
+    ids = ["0b6c7d1e-0000-4000-8000-000000000000"] * ARCHIVED_IDS_PER_FRAME
+    [frame] = archived_frames(ids)
+    user = "\x01" * 255  # written \u0001 by JSON: 6 bytes a character
+    payload = Announcement(user_id=user, read_frame=frame).encode("f" * 32)
+    assert len(payload.encode()) < MAX_PAYLOAD_BYTES

@@ -139,3 +139,15 @@ def test_replayed_frame(complete: bool) -> None:
 def test_pong_frame() -> None:
     """PONG is {"type": "pong"}."""
     assert json.loads(PONG) == {"type": "pong"}
+
+
+def test_archived_frames_split_long_lists_in_order() -> None:
+    """At most ARCHIVED_IDS_PER_FRAME ids to a frame, all of them, in order."""
+    from notifier.wire.frames import ARCHIVED_IDS_PER_FRAME, archived_frames
+
+    ids = [f"id-{n}" for n in range(2 * ARCHIVED_IDS_PER_FRAME + 1)]
+    built = [json.loads(frame) for frame in archived_frames(ids)]
+    assert [len(f["ids"]) for f in built] == [ARCHIVED_IDS_PER_FRAME] * 2 + [1]
+    assert all(f["type"] == "archived" for f in built)
+    assert [i for f in built for i in f["ids"]] == ids
+    assert archived_frames([]) == []
