@@ -321,22 +321,26 @@ async def read_body(request: Request) -> bytes:
     generator costs about 3 µs of CPU a request; a body of one message (any publish
     that fits a socket read) is taken as it is, without a copy."""
     raw = request.scope.get(BODY)
+    if raw is None:
+        raw = getattr(request, "_body", None)  # already read with `request.body()`
     if raw is not None:
         return bytes(raw)
     message = await request.receive()
     if message["type"] != "http.request":
         raise ClientDisconnect
     body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    while True:
-        message = await request.receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    if message.get("more_body", False):
+        chunks = [body]
+        while True:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+    request._body = body  # as `request.body()` keeps it, for a later reader
+    return body
 
 
 async def parse(request: Request, model: type[Model]) -> Model:
