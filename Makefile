@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format typecheck docs-check check services coverage bench clean
+.PHONY: help install run test lint format typecheck docs-check check services coverage bench clean \
+	client client-check client-test chromium
 
 help:
 	@echo "make run        install into $(VENV) and serve on http://127.0.0.1:8000 (SQLite, development mode)"
@@ -13,7 +14,10 @@ help:
 	@echo "make format     ruff format and autofix"
 	@echo "make typecheck  mypy --strict on notifier/"
 	@echo "make docs-check validate docs/asyncapi.yaml (AsyncAPI parser, npm) and the docs' links"
-	@echo "make check      lint, typecheck, docs-check and test (what CI runs)"
+	@echo "make client     build the browser client (clients/js, npm) into notifier/_static/"
+	@echo "make client-check  rebuild the client and fail if the committed build differs"
+	@echo "make client-test   the client's tests (node --test) against a real notifier serve"
+	@echo "make check      lint, typecheck, docs-check, client-check, client-test and test (what CI runs)"
 	@echo "make coverage   unit and in-process tests with a coverage report"
 
 $(BIN)/.installed: pyproject.toml
@@ -30,8 +34,15 @@ run: install
 services:
 	@bash scripts/services.sh
 
-test: install services
+test: install services chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium for the browser tests (tests/browser, Playwright drives it; no
+# browser is downloaded). Installed only where it is missing; that needs root: CI
+# (CI=true) fails without it, elsewhere the browser tests are skipped with a warning.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || { test -z "$$CI" && echo "warning: no /usr/bin/chromium: browser tests will be skipped"; }
 
 lint: install
 	$(BIN)/ruff check .
@@ -51,11 +62,36 @@ docs-check: install
 	node tools/asyncapi/validate.mjs docs/asyncapi.yaml
 	$(BIN)/python -m pytest -p no:cacheprovider -q tests/test_docs.py
 
-check: lint typecheck docs-check test
+# The browser client: TypeScript in clients/js, built by esbuild (the module) and
+# dts-bundle-generator (its types), pinned in clients/js/package-lock.json. The build is
+# committed in notifier/_static/ (it ships in the wheel; the service serves it).
+CLIENT := clients/js
+NPM_CI := npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+# node 20 has WebSocket behind a flag; later versions have it on.
+NODE_WS = $$(node -e 'process.stdout.write(typeof WebSocket === "undefined" ? "--experimental-websocket" : "")')
+
+$(CLIENT)/node_modules/.package-lock.json: $(CLIENT)/package-lock.json
+	cd $(CLIENT) && $(NPM_CI)
+
+client: $(CLIENT)/node_modules/.package-lock.json
+	cd $(CLIENT) && npm run --silent typecheck && npm run --silent build
+	cp $(CLIENT)/dist/client.js $(CLIENT)/dist/client.d.ts notifier/_static/
+
+client-check: $(CLIENT)/node_modules/.package-lock.json
+	cd $(CLIENT) && npm run --silent typecheck && npm run --silent build
+	@diff -u notifier/_static/client.js $(CLIENT)/dist/client.js >/dev/null && \
+	  diff -u notifier/_static/client.d.ts $(CLIENT)/dist/client.d.ts >/dev/null || \
+	  { echo "notifier/_static/client.* is stale: run \`make client\` and commit it"; exit 1; }
+
+client-test: install client-check
+	cd $(CLIENT) && node $(NODE_WS) --test test/*.test.mjs
+
+check: lint typecheck docs-check client-check client-test test
 
 coverage: install services
 	$(BIN)/coverage run -m pytest tests/core tests/test_auth.py -q
 	$(BIN)/coverage report -m
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov tools/asyncapi/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov tools/asyncapi/node_modules \
+		$(CLIENT)/node_modules $(CLIENT)/dist test-results

@@ -11,6 +11,9 @@ It is built to hold 20,000 sockets on one core without being the bottleneck:
 - WebSocket clients are a minimal `asyncio.Protocol` on uvloop: the HTTP upgrade is
   written by hand, server frames (unmasked) are parsed by hand, pings are answered with
   pongs (uvicorn closes sockets that do not answer), nothing else is kept per socket.
+- With `"transport": "sse"` in SPEC the same scenarios run over `GET /v1/sse`: each
+  stream is an `asyncio.Protocol` feeding httptools' response parser (the body is
+  chunked), whose events are handed to the scenario as the socket's frames would be.
 - Publishers are keep-alive HTTP/1.1 connections with httptools' C response parser, one
   request in flight per connection, callbacks instead of a task per request.
 - Sockets are bound to rotating source addresses 127.0.0.2..127.0.0.N
@@ -333,6 +336,79 @@ class WsClient(asyncio.Protocol):
 CLOSING = False  # set while this process closes its own sockets
 
 
+class SseClient(asyncio.Protocol):
+    """A `GET /v1/sse` stream with the interface of `WsClient`: each event reaches the
+    scenario's sink as the socket's frame would (a notification event's data wrapped
+    in a `notification` frame), and the `close` event's code is counted like a close
+    frame's."""
+
+    __slots__ = ("buf", "close_code", "open", "parser", "transport", "user", "waiter")
+
+    def __init__(self, user: str, waiter: asyncio.Future[float]) -> None:
+        self.user = user
+        self.waiter = waiter
+        self.transport: Any = None
+        self.buf = b""
+        self.open = False
+        self.close_code: int | None = None
+        self.parser = httptools.HttpResponseParser(self)
+
+    def connection_made(self, transport: Any) -> None:  # uvloop's is no asyncio.Transport
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.open and self.close_code is None and not CLOSING:
+            COUNTS["sockets_dropped_without_close_frame"] += 1
+        self.open = False
+        if not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection lost during the handshake"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            COUNTS["sse_parse_errors"] += 1
+            self.abort()
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status != 200:
+            if not self.waiter.done():
+                self.waiter.set_exception(HandshakeRefused(f"HTTP {status}"))
+            self.transport.close()
+            return
+        self.open = True
+        if not self.waiter.done():
+            self.waiter.set_result(monotonic())
+
+    def on_body(self, body: bytes) -> None:
+        data = self.buf + body if self.buf else body
+        *events, self.buf = data.split(b"\n\n")
+        for event in events:
+            if event.startswith(b":"):
+                continue  # a heartbeat
+            kind, _, rest = event.partition(b"\n")
+            kind = kind.removeprefix(b"event: ")
+            payload = rest.partition(b"data: ")[2]  # the first: JSON has no raw newline
+            if kind == b"notification":
+                SINK[0](self, b'{"type":"notification","notification":' + payload + b"}")
+            elif kind == b"close":
+                self.close_code = int(orjson.loads(payload)["code"])
+                CLOSE_CODES[self.close_code] += 1
+            else:
+                SINK[0](self, b'{"type":"' + kind + b'"}')
+
+    def on_message_complete(self) -> None:
+        self.open = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.open = False  # closed by us: not counted as dropped
+        if self.transport is not None:
+            self.transport.abort()
+
+
 # -- HTTP/1.1 keep-alive client -----------------------------------------------------------
 
 Done = Callable[[int, bytes], None]
@@ -486,6 +562,8 @@ class Generator:
         self.rng = random.Random(spec.get("seed", 4))
         self.loop = asyncio.get_running_loop()
         self.host_header = f"{self.host}:{self.port}".encode()
+        self.sse = spec.get("transport", "ws") == "sse"
+        """Streams are `GET /v1/sse` responses instead of WebSockets."""
 
     # -- sockets ------------------------------------------------------------------------
 
@@ -496,13 +574,20 @@ class Generator:
 
     def upgrade(self, token: str, after: int | None) -> bytes:
         query = f"access_token={token}" + (f"&after={after}" if after is not None else "")
+        if self.sse:
+            return (
+                f"GET /v1/sse?{query} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Accept: text/event-stream\r\n\r\n"
+            ).encode()
         return (
             f"GET /v1/ws?{query} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
             f"{WS_KEY.decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
 
-    async def open_socket(self, user: str, request: bytes, source: str) -> tuple[WsClient, float]:
+    async def open_socket(
+        self, user: str, request: bytes, source: str
+    ) -> tuple[WsClient | SseClient, float]:
         started = monotonic()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -514,8 +599,9 @@ class Generator:
                 self.loop.sock_connect(sock, (self.host, self.port)), self.handshake_timeout
             )
             waiter: asyncio.Future[float] = self.loop.create_future()
+            kind = SseClient if self.sse else WsClient
             transport, client = await self.loop.create_connection(
-                lambda: WsClient(user, waiter), sock=sock
+                lambda: kind(user, waiter), sock=sock
             )
         except BaseException:
             sock.close()

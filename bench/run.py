@@ -1,7 +1,9 @@
 """The benchmark: `python -m bench.run [--quick] [--scenarios ...] [--server ...]`.
 
 Starts each server under test on loopback (notifier against a PostgreSQL database made
-for this run and dropped at the end; the two in-memory references), pinned to one core,
+for this run and dropped at the end; the two in-memory references; with
+`--server notifier,notifier-sse`, notifier again with SSE streams instead of
+WebSockets), pinned to one core,
 runs `bench.loadgen` in a separate process pinned to the other core, prints a table with
 the ratio of notifier to each reference, and writes everything to
 bench/results/<timestamp>.json. See bench/README.md.
@@ -35,6 +37,10 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SERVERS = ("notifier", "tutorial", "raw")
+# Run only when named: notifier again, its streams `GET /v1/sse` instead of WebSockets.
+EXTRA_SERVERS = ("notifier-sse",)
+# Scenarios whose streams only receive (SSE cannot send; replay is the socket's code).
+SSE_SCENARIOS = {"connect", "latency", "fanout", "scale"}
 SCENARIOS = ("connect", "latency", "throughput", "fanout", "replay", "scale")
 # Scenarios the in-memory references take part in (they persist nothing: no replay,
 # and a throughput of "persisted" notifications would mean nothing).
@@ -111,7 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {','.join(SCENARIOS)}"
     )
-    parser.add_argument("--server", default="all", choices=(*SERVERS, "all"))
+    parser.add_argument(
+        "--server",
+        default="all",
+        help=f"comma-separated, among {', '.join((*SERVERS, *EXTRA_SERVERS))}; "
+        f"'all' is {', '.join(SERVERS)}",
+    )
     parser.add_argument(
         "--server-cpu",
         type=_ints,
@@ -161,7 +172,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= profile["fanout_users"] <= 1000:
         parser.error("--fanout-users: 1..1000 (one batch)")
     args.profile = profile
-    args.servers = list(SERVERS) if args.server == "all" else [args.server]
+    args.servers = list(SERVERS) if args.server == "all" else args.server.split(",")
+    strange = set(args.servers) - set(SERVERS) - set(EXTRA_SERVERS)
+    if strange:
+        parser.error(f"unknown servers: {', '.join(sorted(strange))}")
     return args
 
 
@@ -244,7 +258,7 @@ class ServerProcess:
             # Thousands of sockets from one address: the per-address limit would refuse them.
             NOTIFIER_HANDSHAKE_RATE="0",
         )
-        if kind == "notifier":
+        if kind.startswith("notifier"):
             assert database is not None
             env["NOTIFIER_DATABASE_URL"] = database.url
             if args.bus:
@@ -330,7 +344,8 @@ def run_loadgen(spec: dict[str, Any], args: argparse.Namespace, timeout: float) 
 def phases_for(kind: str, args: argparse.Namespace, socket_cap: int) -> list[list[dict[str, Any]]]:
     """Each phase runs against a freshly started server."""
     profile = args.profile
-    wanted = [s for s in args.scenario_list if kind == "notifier" or s in REFERENCE_SCENARIOS]
+    only = {"notifier": None, "notifier-sse": SSE_SCENARIOS}.get(kind, REFERENCE_SCENARIOS)
+    wanted = [s for s in args.scenario_list if only is None or s in only]
     drain = profile["drain"]
     phases: list[list[dict[str, Any]]] = []
     if "connect" in wanted:
@@ -418,8 +433,9 @@ def run_server(
                 "socket_cap": socket_cap,
                 "cpu": args.loadgen_cpu,
                 "pg_database": database.name
-                if database is not None and kind == "notifier"
+                if database is not None and kind.startswith("notifier")
                 else None,
+                "transport": "sse" if kind == "notifier-sse" else "ws",
                 "scenarios": phase,
             }
             result = run_loadgen(spec, args, timeout=3600)
@@ -544,6 +560,9 @@ def build_table(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             other = row.get(ref)
             if isinstance(base, int | float) and isinstance(other, int | float) and other:
                 row[f"notifier/{ref}"] = round(base / other, 3)
+        sse = row.get("notifier-sse")
+        if isinstance(base, int | float) and isinstance(sse, int | float) and base:
+            row["notifier-sse/notifier"] = round(sse / base, 3)
         rows.append(row)
     return rows
 
@@ -552,6 +571,8 @@ def print_table(rows: list[dict[str, Any]], servers: list[str]) -> None:
     columns = [*servers]
     if "notifier" in servers:
         columns += [f"notifier/{ref}" for ref in ("tutorial", "raw") if ref in servers]
+        if "notifier-sse" in servers:
+            columns.append("notifier-sse/notifier")
     width = max([len(r["figure"]) for r in rows] + [10])
     header = f"{'figure':<{width}}" + "".join(f"{c:>18}" for c in columns)
     print(header)
@@ -565,11 +586,7 @@ def print_table(rows: list[dict[str, Any]], servers: list[str]) -> None:
         cells = []
         for column in columns:
             value = row.get(column)
-            text = (
-                f"{value:.2f}x"
-                if column.startswith("notifier/") and value is not None
-                else _fmt(value)
-            )
+            text = f"{value:.2f}x" if "/" in column and value is not None else _fmt(value)
             cells.append(f"{text:>18}")
         print(f"{row['figure']:<{width}}" + "".join(cells))
 
@@ -639,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{f' ({args.workers} workers)' if args.workers > 1 else ''}, load generator on CPU "
         f"{args.loadgen_cpu}; sockets capped at {socket_cap} (RLIMIT_NOFILE hard {hard})"
     )
-    database = Database() if "notifier" in args.servers else None
+    database = Database() if any(k.startswith("notifier") for k in args.servers) else None
     results: dict[str, dict[str, Any]] = {}
     try:
         if database is not None:

@@ -1,10 +1,14 @@
-"""A resuming WebSocket client: prints every notification of a user, exactly once.
+"""Print every notification of a user, exactly once, with the Python SDK.
 
-    python examples/listen.py alice [--url ws://127.0.0.1:8000] [--token JWT]
+    pip install -e '.[client]'
+    python examples/listen.py alice [--url http://127.0.0.1:8000] [--token JWT]
 
-It remembers the last `seq` it printed and reconnects with `after=<seq>` (backing off on
-failures), so a restart of the server, a network blip or a 1012/1013 close loses nothing.
-Without --token it mints one with `notifier token` (development mode).
+`notifier.client.Subscriber` keeps the position (the last seq printed), resumes with it
+after any disconnect (a server restart, a network blip, a 1012/1013 close), drops
+duplicates, backs off with jitter, and renews the token before it expires through the
+callback below. Without --token the callback mints tokens with `notifier token`
+(development mode); a backend would ask its own auth service instead.
+`notifier tail alice` does the same from the command line.
 """
 
 from __future__ import annotations
@@ -13,57 +17,39 @@ import argparse
 import asyncio
 import contextlib
 import json
-import random
 import subprocess
 import sys
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from notifier.client import Gap, Subscriber
 
 
-async def listen(url: str, token: str) -> None:
-    last_seq = 0
-    failures = 0
-    while True:
-        try:
-            async with connect(f"{url}/v1/ws?access_token={token}&after={last_seq}") as ws:
-                failures = 0
-                async for raw in ws:
-                    frame = json.loads(raw)
-                    if frame["type"] == "notification":
-                        notification = frame["notification"]
-                        last_seq = notification["seq"]
-                        print(json.dumps(notification), flush=True)
-                    elif frame["type"] == "replayed" and not frame["complete"]:
-                        print("# some notifications expired; refresh the inbox", flush=True)
-                    elif frame["type"] == "read":
-                        print(f"# read on another device: {raw}", flush=True)
-        except ConnectionClosed as closed:
-            if closed.rcvd is not None and closed.rcvd.code == 4401:
-                sys.exit("token refused or expired: get a fresh one")
-        except (OSError, InvalidStatus):
-            pass
-        failures += 1
-        await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1))
+def minted(user: str) -> str:
+    """A fresh development token for `user` (valid one hour)."""
+    command = [sys.executable, "-m", "notifier", "token", user, "--ttl", "3600"]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def on_gap(gap: Gap) -> None:
+    print(f"# notifications after seq {gap.after} expired; refresh the inbox", flush=True)
+
+
+async def listen(url: str, user: str, token: str | None) -> None:
+    async def fresh_token() -> str:  # called at start, before each exp and after a 4401
+        return await asyncio.to_thread(minted, user)
+
+    async with Subscriber(url, token or fresh_token, on_gap=on_gap) as subscriber:
+        async for notification in subscriber:
+            print(json.dumps(notification), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("user")
-    parser.add_argument("--url", default="ws://127.0.0.1:8000")
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--token")
     args = parser.parse_args()
-    token = (
-        args.token
-        or subprocess.run(
-            [sys.executable, "-m", "notifier", "token", args.user],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(listen(args.url, token))
+        asyncio.run(listen(args.url, args.user, args.token))
 
 
 if __name__ == "__main__":

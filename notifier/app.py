@@ -16,10 +16,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import notifier
 from notifier import db
-from notifier.api import lean, stack, ws
+from notifier.api import lean, sse, stack, ws
 from notifier.api.accesslog import ErrorsAndSlow
 from notifier.api.body import BodyLimit
-from notifier.api.routes import inbox, ops, publish, users
+from notifier.api.cors import UserRoutesCors
+from notifier.api.routes import client, demo, inbox, ops, publish, topics, users
 from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
@@ -32,8 +33,9 @@ log = logging.getLogger("notifier.app")
 
 
 class App(FastAPI):
-    """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve` (its
-    docstring says why: memory per socket), and the middleware stack is `api.stack`'s."""
+    """FastAPI for HTTP, but WebSocket scopes go straight to `api.ws.serve`, and the SSE
+    stream to `api.sse.serve` (their docstrings say why: memory per stream); the
+    middleware stack is `api.stack`'s."""
 
     access_log_slow_seconds: float | None = None
     """Set: failed and slow requests are logged (`api.accesslog`)."""
@@ -41,6 +43,8 @@ class App(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await ws.serve(self.state.service, scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == sse.PATH:
+            await sse.serve(self.state.service, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -144,14 +148,19 @@ def create_app(
     if settings.access_log == "errors":
         app.access_log_slow_seconds = settings.access_log_slow_ms / 1000
     app.add_middleware(BodyLimit, routes=app.router.routes, timeout=settings.body_timeout_seconds)
+    # Outermost: a preflight is answered before any other middleware looks at it.
+    app.add_middleware(UserRoutesCors, allowed_origins=settings.allowed_origins)
     lean.include(app, publish.router)
     app.include_router(inbox.router)
+    app.include_router(topics.router)
     app.include_router(users.router)
     app.include_router(ops.router)
     # Off the service port (404, and not in the OpenAPI document) when it is served on
     # NOTIFIER_METRICS_PORT only (process.py).
     if settings.metrics_on_service_port:
         app.include_router(ops.metrics_router)
+    app.include_router(client.router)
+    app.include_router(demo.router)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)

@@ -1,4 +1,4 @@
-"""`notifier serve | migrate | token | send` (also `python -m notifier`)."""
+"""`notifier serve | migrate | token | send | tail` (also `python -m notifier`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 from notifier.config import Settings
 from notifier.startup import StartupError, load_dev_credentials, load_settings
@@ -141,6 +142,47 @@ def _send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _minting(secret: str, user: str) -> Callable[[], str]:
+    """A token callback: a fresh one-hour token each call (the subscriber renews it)."""
+    from notifier.auth import mint_token
+
+    return lambda: mint_token(secret, user, ttl_seconds=3600)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    try:
+        from notifier.client import Gap, Revoked, Subscriber, Unauthorized
+    except ImportError:
+        raise StartupError(
+            "`notifier tail` needs the client extra: pip install 'notifier[client]'"
+        ) from None
+    from notifier.client.tokens import TokenSource
+
+    source: TokenSource = args.token or _minting(_secret(load_settings()), args.user)
+
+    def gap(found: Gap) -> None:
+        print(
+            f"# notifications after seq {found.after} are gone (retention): refetch the inbox",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def run() -> None:
+        async with Subscriber(args.url, source, after=args.after, on_gap=gap) as subscriber:
+            async for notification in subscriber:
+                print(json.dumps(notification, ensure_ascii=False), flush=True)
+
+    try:
+        asyncio.run(run())
+    except Revoked:
+        print("notifier: the user's tokens were revoked", file=sys.stderr)
+        return 1
+    except Unauthorized:
+        print("notifier: the token was refused or has expired", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="notifier", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--url", default="http://127.0.0.1:8000")
     send.add_argument("--idempotency-key")
     send.set_defaults(func=_send)
+
+    tail = commands.add_parser(
+        "tail",
+        help="print a user's notifications as they arrive, one JSON line each",
+        description=(
+            "Print USER's notifications as they arrive (one JSON object a line), each "
+            "exactly once, resuming across reconnects. Without --token it mints tokens "
+            "with NOTIFIER_JWT_SECRET or the development credentials."
+        ),
+    )
+    tail.add_argument("user")
+    tail.add_argument("--url", default="http://127.0.0.1:8000")
+    tail.add_argument("--token", help="a user JWT (not renewed: tail stops at its exp)")
+    tail.add_argument(
+        "--after", type=int, default=None, help="replay from this seq (default: only new ones)"
+    )
+    tail.set_defaults(func=_tail)
     return parser
 
 

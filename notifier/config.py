@@ -13,7 +13,7 @@ import hashlib
 import re
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BusKind = Literal["memory", "postgres", "redis"]
@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=65536, gt=0)
     """No upper bound: above the request body limits (`api/body.py`) those govern."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    publish_rate: float | None = Field(default=None, ge=0)
+    """Notifications a second one publisher may publish through one instance (bursts of
+    twice that); unset or 0: no limit."""
     max_sockets_per_user: int = Field(default=100, ge=1)
     """Open WebSocket and SSE streams one user may hold on one instance (one process)."""
 
@@ -159,6 +162,9 @@ class Settings(BaseSettings):
     reading: closed with 1013."""
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest client frame accepted (uvicorn closes bigger ones with 1009)."""
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=20)
+    """A comment on every SSE stream this often (the contract promises one at least
+    every 20 seconds while nothing else is sent)."""
     replay_page_size: int = Field(default=1000, ge=1, le=5000)
     reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
     """How often sockets are checked against the database while the bus is healthy."""
@@ -175,6 +181,12 @@ class Settings(BaseSettings):
     access_log_slow_ms: float = Field(default=1000.0, gt=0)
     """A request taking this long or longer is logged under `access_log=errors`."""
     dev_credentials_file: str = ".notifier-dev.json"
+    demo: bool = False
+    """Serve the inbox demo page at /demo (always served in development mode)."""
+
+    _development: bool = PrivateAttr(default=False)
+    """Set by `startup.resolve_credentials` when it generated the JWT secret, never from
+    the environment: the demo page may then mint development tokens for any user."""
 
     # Hardening (docs/reference.md, Limits; SECURITY.md).
     head_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
@@ -206,6 +218,7 @@ class Settings(BaseSettings):
         "jwt_issuer",
         "metrics_port",
         "interactive_docs",
+        "publish_rate",
         mode="before",
     )
     @classmethod
@@ -292,6 +305,17 @@ class Settings(BaseSettings):
         if self.effective_bus == "redis" and not self.redis_url.startswith(REDIS_SCHEMES):
             return "NOTIFIER_REDIS_URL must start with redis://, rediss:// or unix://"
         return None
+
+    @property
+    def development(self) -> bool:
+        """Development mode: serving on loopback with a JWT secret generated here."""
+        return self._development
+
+    def in_development(self) -> Settings:
+        """A copy in development mode (see `development`)."""
+        copy = self.model_copy()
+        copy._development = True
+        return copy
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,4 +1,5 @@
-"""One WebSocket after its handshake: its phase, its seqs and its sender.
+"""One stream after its handshake (a WebSocket, or an SSE response): its phase, its seqs
+and its sender.
 
 Two pure objects decide, and this class does the I/O around them: the socket's
 `Lifecycle` (HANDSHAKE, REPLAYING, LIVE, CLOSING, CLOSED, and the close code once one is
@@ -13,6 +14,10 @@ frames wait in a byte-bounded queue; a burst beyond the bound (one large batch) 
 to the database and is paged out as the socket drains, so a reading client is never
 closed for a burst. A socket whose queue is full while its last write has not completed
 for `stall_seconds` is not reading: it is closed with 1013. Fan-out never blocks.
+
+Everything above is the same for both transports: the last step, turning a frame or the
+close into an ASGI message (a WebSocket message, or an event of the SSE response), is the
+connection's `Transport` (`notifier.transport`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from notifier import eager, metrics
 from notifier.core.lifecycle import InvalidTransition, Lifecycle, State, opened
 from notifier.core.sequencer import Offer, Sequencer, replay_complete
 from notifier.store import Store
+from notifier.transport import WEBSOCKET, Transport
 from notifier.wire.frames import replayed_frame
 
 log = logging.getLogger("notifier.connection")
@@ -35,6 +41,7 @@ log = logging.getLogger("notifier.connection")
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 """The ASGI `send` of the socket's scope."""
 
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
@@ -51,7 +58,7 @@ class _ClientGone(Exception):
 
 
 class Connection:
-    """Implements `hub.Subscriber` for one socket."""
+    """Implements `hub.Subscriber` for one stream (a WebSocket or an SSE response)."""
 
     # One of these per open socket: slots keep it small.
     __slots__ = (
@@ -75,6 +82,7 @@ class Connection:
         "_stall_seconds",
         "_stall_timer",
         "_store",
+        "_transport",
         "expires_at",
         "gave_up",
         "issued_at",
@@ -93,10 +101,12 @@ class Connection:
         stall_seconds: float = 1.0,
         close_timeout: float = 30.0,
         issued_at: float | None = None,
+        transport: Transport = WEBSOCKET,
     ) -> None:
         self.user_id = user_id
         self.issued_at = issued_at
         """The token's `iat` (renewed by an `auth` frame): a revocation compares it."""
+        self._transport = transport
         self._life: Lifecycle = opened(resume=replay_after is not None)
         self._store = store
         self._send = send
@@ -113,8 +123,9 @@ class Connection:
         self._stall_timer: asyncio.TimerHandle | None = None
         self._head_at_start: int | None = None
         self._prefetched: tuple[int, asyncio.Task[list[tuple[int, str]]]] | None = None
-        self._queue: deque[tuple[str, float | None]] | None = None
-        """Created with the first queued frame and dropped when it empties."""
+        self._queue: deque[tuple[str, int | None, float | None]] | None = None
+        """(frame, its seq or None, created_at or None); created with the first queued
+        frame and dropped when it empties."""
         self._queued_bytes = 0
         self._sender: asyncio.Task[None] | eager.Stepping | None = None
         self._owner: asyncio.Task[Any] | None = None
@@ -172,7 +183,7 @@ class Connection:
         decision = self._sequencer.offer(seq, has_frame=frame is not None, room=room)
         if decision is Offer.QUEUE:
             assert frame is not None
-            self._enqueue(frame, created_at)
+            self._enqueue(frame, seq, created_at)
         elif decision is Offer.FETCH:
             if not room:
                 self._watch_for_stall()
@@ -187,12 +198,12 @@ class Connection:
             self._watch_for_stall()
             if self._queued_bytes > 2 * self._max_buffer:
                 return  # frames outside the stream (read, pong) are dropped, not hoarded
-        self._enqueue(frame, None)
+        self._enqueue(frame, None, None)
 
-    def _enqueue(self, frame: str, created_at: float | None) -> None:
+    def _enqueue(self, frame: str, seq: int | None, created_at: float | None) -> None:
         if self._queue is None:
             self._queue = deque()
-        self._queue.append((frame, created_at))
+        self._queue.append((frame, seq, created_at))
         self._queued_bytes += len(frame)
         self._wake()
 
@@ -281,7 +292,8 @@ class Connection:
     async def _send_close(self) -> None:
         self._discard_prefetch()
         life = self._life
-        message = {"type": "websocket.close", "code": life.close_code, "reason": life.close_reason}
+        assert life.close_code is not None
+        message = self._transport.close(life.close_code, life.close_reason)
         try:
             await asyncio.wait_for(self._send(message), self._close_timeout)
         except TimeoutError:
@@ -292,11 +304,14 @@ class Connection:
             pass  # the client is already gone
         self._life = self._life.closed()
 
-    async def _send_text(self, text: str) -> None:
+    async def _send_text(self, text: str, seq: int | None = None) -> None:
         assert self._loop is not None, "start() first"
+        message = self._transport.frame(text, seq)
+        if message is None:
+            return
         self._send_started = self._loop.time()
         try:
-            await self._send({"type": "websocket.send", "text": text})
+            await self._send(message)
         except OSError as error:  # uvicorn's ClientDisconnected
             raise _ClientGone from error
         self._send_started = None
@@ -306,9 +321,9 @@ class Connection:
         while self._life.accepting:
             queue = self._queue
             if queue:
-                frame, created_at = queue.popleft()
+                frame, seq, created_at = queue.popleft()
                 self._queued_bytes -= len(frame)
-                await self._send_text(frame)
+                await self._send_text(frame, seq)
                 if created_at is not None:
                     metrics.DELIVERED.inc()
                     metrics.LATENCY.observe(max(0.0, time.time() - created_at))
@@ -340,7 +355,7 @@ class Connection:
                 if self._sequencer.take_fetched(seq):
                     if self._first_replayed is None:
                         self._first_replayed = seq
-                    await self._send_text(frame)
+                    await self._send_text(frame, seq)
                     sent += 1
         finally:
             metrics.REPLAYED.inc(sent)

@@ -7,7 +7,7 @@ socket. A notification's frame is built once and shared by every socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from notifier.core.revocation import refuses
@@ -28,8 +28,8 @@ class Subscriber(Protocol):
         """A frame outside the seq stream (read and archive state)."""
 
     def request_close(self, code: int, reason: str) -> None:
-        """End the stream with `code` (WebSocket close code; SSE sends it in its `close`
-        event) after the write in flight."""
+        """End the stream with `code` after the write in flight, whatever its transport
+        (see `notifier.transport`: a WebSocket close code, or SSE's `close` event)."""
 
 
 class Hub:
@@ -77,6 +77,12 @@ class Hub:
                 subscriber.request_close(code, reason)
                 closed += 1
         return closed
+
+    def all(self) -> Iterator[Subscriber]:
+        """Every stream this instance holds (a snapshot: closing them while iterating is
+        safe)."""
+        for subscribers in list(self._by_user.values()):
+            yield from subscribers
 
     def deliver(self, notifications: Iterable[Notification]) -> None:
         """Notifications committed by this instance."""

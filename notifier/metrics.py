@@ -18,11 +18,18 @@ OPEN_SOCKETS = Gauge(
     "WebSocket connections currently open",
     multiprocess_mode="livesum",
 )
+OPEN_SSE_STREAMS = Gauge(
+    "notifier_open_sse_streams",
+    "Server-Sent Events streams (GET /v1/sse) currently open",
+    multiprocess_mode="livesum",
+)
 PUBLISHED = Counter("notifier_notifications_published_total", "Notifications stored", ["publisher"])
 IDEMPOTENT_REPEATS = Counter(
     "notifier_idempotent_repeats_total", "Publishes answered with an original", ["publisher"]
 )
-DELIVERED = Counter("notifier_notifications_delivered_total", "Live frames sent to sockets")
+DELIVERED = Counter(
+    "notifier_notifications_delivered_total", "Live frames sent to sockets and SSE streams"
+)
 REPLAYED = Counter(
     "notifier_notifications_replayed_total", "Frames sent from the database (replay, gap fill)"
 )
@@ -32,9 +39,14 @@ LATENCY = Histogram(
     "From the notification's creation to its frame being written to a socket",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+PUBLISH_RATE_LIMITED = Counter(
+    "notifier_publish_rate_limited_total",
+    "Publish requests refused with 429 for going over NOTIFIER_PUBLISH_RATE",
+    ["publisher"],
+)
 AUTH_REFUSED = Counter("notifier_auth_refused_total", "Refused credentials", ["kind"])
 SLOW_CLOSES = Counter(
-    "notifier_slow_client_closes_total", "Sockets closed with 1013 for not reading"
+    "notifier_slow_client_closes_total", "Streams closed with 1013 for not reading"
 )
 ARCHIVED = Counter(
     "notifier_notifications_archived_total", "Notifications that went from not archived to archived"

@@ -1,6 +1,7 @@
-"""The processes `serve` runs, and what it does to each: its logging and its garbage
-collector policy (`gcpolicy`), which belong to a served process, never to an app built
-in process by a test or an embedding program.
+"""The processes `serve` runs, and what it does to each: its logging, its garbage
+collector policy (`gcpolicy`) and its streams' close on SIGTERM (`drain_on_stop`), which
+belong to a served process, never to an app built in process by a test or an embedding
+program.
 
 With `--workers N`, uvicorn's supervisor spawns N processes and pickles its `Config` to
 each, app included: the app is `worker_app` bound to the resolved `Settings`, so the
@@ -10,12 +11,15 @@ where any process of the same user could read them (`/proc/<pid>/environ`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
 import os
+import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -28,7 +32,10 @@ from notifier import gcpolicy, logs
 from notifier.app import create_app
 from notifier.config import Settings
 from notifier.httpguard import GuardedHttpToolsProtocol
+from notifier.service import Service
 from notifier.startup import StartupError
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def worker_app(settings: Settings, *, access_log: bool = True) -> FastAPI:
@@ -38,7 +45,47 @@ def worker_app(settings: Settings, *, access_log: bool = True) -> FastAPI:
     GuardedHttpToolsProtocol.configure(
         head_timeout=settings.head_timeout_seconds, body_timeout=settings.body_timeout_seconds
     )
-    return create_app(settings, on_startup=gcpolicy.applied)
+
+    @contextlib.asynccontextmanager
+    async def served() -> AsyncIterator[None]:
+        async with gcpolicy.applied():
+            with drain_on_stop(app.state.service):
+                yield
+
+    app = create_app(settings, on_startup=served)
+    return app
+
+
+@contextlib.contextmanager
+def drain_on_stop(service: Service) -> Iterator[None]:
+    """While serving, SIGTERM and SIGINT first close every stream with 1012
+    (`Service.drain`), then go on to uvicorn's own handling.
+
+    uvicorn closes WebSockets with 1012 itself, but an HTTP response still streaming
+    (SSE) only learns of the shutdown when it is cancelled at the end of the graceful
+    period, with no `close` event. The handler uvicorn installed is chained, not
+    replaced, and put back on the way out.
+    """
+    loop = asyncio.get_running_loop()
+    previous: dict[signal.Signals, Any] = {}
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(service.drain)
+        chained = previous.get(signal.Signals(signum))
+        if callable(chained):
+            chained(signum, frame)
+        else:  # no Python handler before ours: the signal's own effect
+            signal.signal(signum, chained if chained is not None else signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    with contextlib.suppress(ValueError):  # signals are the main thread's only
+        for signum in _STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

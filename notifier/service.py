@@ -3,7 +3,11 @@
 publish: committer (group commit) -> store (commit; the bus's `in_transaction`, if it
 has one, announces inside it) -> hub (this instance's sockets, at once) -> bus
 (`announce`, whatever the engine: it knows whether it still has anything to send). mark
-read, archive: store -> hub -> bus, as `read` and `archived` frames.
+read, archive: store -> hub -> bus, as `read` and `archived` frames. topic publish: store
+(one statement, not through the committer: its counters are locked for as long as
+PostgreSQL works on it, and group commit would make unrelated publishes wait with it) ->
+fanout (this instance's sockets, read back from the database) -> bus (`announce_topic`:
+one announcement for every instance).
 """
 
 from __future__ import annotations
@@ -21,22 +25,26 @@ from notifier.auth import ApiKeys, AuthError, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
 from notifier.config import Settings
-from notifier.connection import CLOSE_REVOKED
+from notifier.connection import CLOSE_REVOKED, CLOSE_SERVICE_RESTART
 from notifier.core.claims import UserIdentity
-from notifier.core.ratelimit import KeyedLimiter
+from notifier.core.ratelimit import KeyedLimiter, PublishLimiter
+from notifier.core.topics import TopicPublish, TopicPublished
 from notifier.expiry import Expiries
+from notifier.fanout import TopicFanout
 from notifier.heads import HeadReader
+from notifier.heartbeat import Heartbeats
 from notifier.hub import Hub, Subscriber
 from notifier.presence import Presence
 from notifier.revocations import Revocations
 from notifier.store import NewNotification, Published, Store
 from notifier.store.users import UserStore
-from notifier.wire.announcement import Announcement
+from notifier.wire.announcement import Announcement, TopicAnnouncement
 from notifier.wire.frames import archived_frames, read_frame_ids, read_frame_up_to
 
 log = logging.getLogger("notifier.service")
 _RECONCILE_SLICE = 500
 REVOKED_REASON = "tokens revoked: sign in again"
+_DRAINING = "server shutting down; reconnect and resume"
 
 
 class TooManyStreams(Exception):
@@ -57,10 +65,16 @@ class Service:
     def __post_init__(self) -> None:
         self.committer = GroupCommitter(self.store, self.bus.in_transaction)
         self.heads = HeadReader(self.store)
+        self.topic_fanout = TopicFanout(self.store, self.hub)
+        self.limiter = PublishLimiter.of(self.settings.publish_rate)
         self.expiries = Expiries()
         self.users = UserStore(self.store.engine)
         self.revocations = Revocations(self.users)
         self.presence = Presence(self.users, self.hub, self.instance_id)
+        self.heartbeats = Heartbeats(self.settings.sse_heartbeat_seconds)
+        self.draining = False
+        """Set by `drain`: the process is stopping, every stream is closed with 1012."""
+
         rate = self.settings.handshake_rate
         self._handshakes = KeyedLimiter(rate, 5 * rate) if rate > 0 else None
 
@@ -72,7 +86,13 @@ class Service:
     async def start(self) -> None:
         self._resync_now = asyncio.Event()
         await self.verifier.keys.start()
-        await self.bus.start(BusHandlers(deliver=self._on_announcement, resync=self._resync))
+        await self.bus.start(
+            BusHandlers(
+                deliver=self._on_announcement,
+                resync=self._resync,
+                deliver_topic=self.topic_fanout.deliver,
+            )
+        )
         self.revocations.bind(lambda: self.bus.healthy)
         await self._load_revocations()
         await self.presence.flush()  # registered before the first stream
@@ -81,6 +101,7 @@ class Service:
             asyncio.create_task(self.expiries.run(), name="expiries"),
             asyncio.create_task(self.presence.run(), name="presence"),
             asyncio.create_task(self.verifier.keys.maintain(), name="token-keys"),
+            asyncio.create_task(self.heartbeats.run(), name="heartbeats"),
         ]
         if self.settings.retention_days is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
@@ -90,6 +111,7 @@ class Service:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.topic_fanout.stop()
         await self.presence.leave()
         await self.bus.stop()
 
@@ -103,7 +125,22 @@ class Service:
                 "on one instance"
             )
         self.presence.changed(user_id)
+        if self.draining:
+            subscriber.request_close(CLOSE_SERVICE_RESTART, _DRAINING)
         await self.bus.watch(user_id)  # also waits for a SUBSCRIBE still in flight
+
+    def drain(self) -> None:
+        """The process is stopping (SIGTERM): close every stream with 1012, so that
+        clients reconnect (to another instance) and resume; a stream that arrives from
+        now on is closed the same way as soon as it is attached.
+
+        Called by `serve` when the signal arrives (`notifier.process`), before uvicorn
+        stops listening and waits for open requests: an SSE response would otherwise run
+        until the graceful-shutdown timeout and then be cut with no `close` event.
+        """
+        self.draining = True
+        for subscriber in self.hub.all():
+            subscriber.request_close(CLOSE_SERVICE_RESTART, _DRAINING)
 
     def detach(self, user_id: str, subscriber: Subscriber) -> None:
         """The stream ended (also after an `attach` refused with TooManyStreams: then it
@@ -237,6 +274,24 @@ class Service:
         if repeats:
             metrics.IDEMPOTENT_REPEATS.labels(publisher).inc(repeats)
         return results
+
+    async def publish_topic(self, request: TopicPublish) -> TopicPublished:
+        """Store one notification per subscriber (raises IdempotencyConflict or
+        TooManyRecipients, having stored nothing), then deliver them: on this instance
+        at once, and one announcement for the others."""
+        result = await self.store.publish_topic(request, self.bus.in_transaction)
+        if not result.created:
+            metrics.IDEMPOTENT_REPEATS.labels(request.publisher).inc()
+            return result
+        if result.recipients:
+            metrics.PUBLISHED.labels(request.publisher).inc(result.recipients)
+            announcement = TopicAnnouncement(result.topic, result.created_at)
+            self.topic_fanout.deliver(announcement)
+            try:
+                await self.bus.announce_topic(announcement)
+            except Exception as error:  # committed: other instances catch up on reconcile
+                log.warning("bus announce failed", extra={"error": repr(error)})
+        return result
 
     async def mark_read_up_to(
         self, user_id: str, up_to_seq: int, *, skip: Subscriber | None = None

@@ -116,6 +116,8 @@ def resolve_credentials(
     if settings.interactive_docs is None:
         update["interactive_docs"] = True  # development mode serves /docs and /redoc
     resolved = settings.model_copy(update=update)
+    if not has_user_key:
+        resolved = resolved.in_development()
     return resolved, _banner(resolved, dev, f"{host}:{port}", not has_user_key, not has_api_key)
 
 
@@ -184,6 +186,7 @@ def _banner(settings: Settings, dev: dict[str, str], address: str, user: bool, a
         ws_base = base.replace("http", "ws", 1)
         lines.append(f"  subscribe:  {ws_base}/v1/ws?access_token={token}&after=0")
         lines.append("              (or, in a checkout: python examples/listen.py alice)")
+        lines.append(f"  inbox demo: {base}/demo?user=alice")
     if api:
         lines.append(f"  NOTIFIER_API_KEYS=dev:{dev['api_key']}")
         lines.append(

@@ -238,6 +238,25 @@ def test_token_command_prints_a_token_the_dev_server_accepts(dev_server: DevServ
     assert inbox.status_code == 200, inbox.text
 
 
+def test_dev_mode_prints_the_demo_url_and_serves_it(dev_server: DevServer) -> None:
+    """The banner names the inbox demo page, which is served, and whose token route
+    gives a token for any user that the server accepts (development mode only)."""
+    lines = [line for line in dev_server.banner.splitlines() if "inbox demo:" in line]
+    assert len(lines) == 1, dev_server.banner
+    url = lines[0].split("inbox demo:", 1)[1].strip()
+    assert url == dev_server.url + "/demo?user=alice"
+    page = httpx.get(url, timeout=10)
+    assert page.status_code == 200
+    assert "/v1/client.js" in page.text
+    token = httpx.get(dev_server.url + "/demo/token", params={"user": "dora"}, timeout=10)
+    inbox = httpx.get(
+        dev_server.url + "/v1/me/notifications",
+        headers={"Authorization": f"Bearer {token.json()['token']}"},
+        timeout=10,
+    )
+    assert inbox.status_code == 200, inbox.text
+
+
 def test_send_command_publishes(dev_server: DevServer) -> None:
     """`notifier send USER TYPE DATA --url ...` publishes and prints the created
     Notification, which the user then finds in the inbox."""

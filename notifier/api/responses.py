@@ -316,6 +316,14 @@ UNAVAILABLE = error(
     database="database unavailable; retry (with the same Idempotency-Key)",
 )
 
+RATE_LIMITED = error(
+    "Over NOTIFIER_PUBLISH_RATE: this publisher published more notifications through this "
+    "instance than its rate allows (a batch counts its items, a topic publish 1). Nothing "
+    "is stored; retry after `Retry-After` seconds.",
+    headers=_RETRY_AFTER,
+    rate="publisher 'main' is over its publish rate; retry in 1 s",
+)
+
 PUBLISH_RESPONSES: Responses = {
     200: success(
         "A repeat of an earlier request (same Idempotency-Key, same body): the original "
@@ -330,6 +338,7 @@ PUBLISH_RESPONSES: Responses = {
     409: CONFLICT,
     413: TOO_LARGE_SINGLE,
     422: INVALID,
+    429: RATE_LIMITED,
     503: UNAVAILABLE,
 }
 """For `POST /v1/notifications`: `responses=PUBLISH_RESPONSES`."""
@@ -345,7 +354,97 @@ BATCH_RESPONSES: Responses = {
     409: CONFLICT,
     413: TOO_LARGE_BATCH,
     422: INVALID,
+    429: RATE_LIMITED,
     503: UNAVAILABLE,
 }
 """For `POST /v1/notifications/batch`: `responses=BATCH_RESPONSES`. A batch never
 answers 200: a batch whose every item is a repeat is still `201`."""
+
+
+# -- topics ---------------------------------------------------------------------------
+
+
+class SubscribersChanged(BaseModel):
+    added: int
+    removed: int
+
+
+class SubscriberList(BaseModel):
+    user_ids: list[str]
+
+
+class TopicPublished(BaseModel):
+    topic: str
+    type: str
+    recipients: int
+
+
+TOPIC_PUBLISH_EXAMPLE = {"topic": "order.42", "type": "order.shipped", "recipients": 3}
+
+TOO_LARGE_TOPIC = error(
+    "The body is over 1 MiB, `data` over NOTIFIER_MAX_PAYLOAD_BYTES, or the topic has "
+    "more than 100,000 subscribers. Nothing is stored.",
+    body="request body larger than 1048576 bytes",
+    data="data is 70000 bytes, over the 65536-byte limit",
+    subscribers="topic 'all' has 100001 subscribers or more, over the 100000 one publish may reach",
+)
+INVALID_TOPIC = error(
+    "Malformed: a topic name outside 1..255 characters of `A-Z a-z 0-9 . _ : -`, not JSON, "
+    "wrong types, unknown fields, values out of range. Nothing changes.",
+    topic=[
+        {
+            "loc": ["path", "topic"],
+            "msg": "String should match pattern '^[A-Za-z0-9._:-]{1,255}$'",
+            "type": "string_pattern_mismatch",
+        },
+    ],
+    not_json="body is not valid JSON: unexpected character: line 1 column 1 (char 0)",
+)
+
+SUBSCRIBERS_CHANGE_RESPONSES: Responses = {
+    200: success(
+        "`added`: ids that were not subscribed and now are; `removed`: the reverse. A "
+        "repeated call changes nothing and answers zeros.",
+        SubscribersChanged,
+        {"added": 2, "removed": 1},
+    ),
+    401: UNAUTHORIZED_PUBLISHER,
+    413: TOO_LARGE_BODY,
+    422: INVALID_TOPIC,
+    503: UNAVAILABLE,
+}
+SUBSCRIBERS_LIST_RESPONSES: Responses = {
+    200: success(
+        "A page of the topic's subscribers, ascending by user id (byte order); an unknown "
+        "topic answers an empty list.",
+        SubscriberList,
+        {"user_ids": ["alice", "bob"]},
+    ),
+    401: UNAUTHORIZED_PUBLISHER,
+    422: INVALID_TOPIC,
+    503: UNAVAILABLE,
+}
+TOPIC_PUBLISH_RESPONSES: Responses = {
+    200: success(
+        "A repeat of an earlier topic publish (same Idempotency-Key, topic, `type` and "
+        "`data`): its original answer; nothing is stored or delivered again.",
+        TopicPublished,
+        TOPIC_PUBLISH_EXAMPLE,
+    ),
+    201: success(
+        "One notification stored for each user subscribed at that moment, all in one "
+        "commit, then delivered to their open sockets; `recipients` may be 0.",
+        TopicPublished,
+        TOPIC_PUBLISH_EXAMPLE,
+    ),
+    401: UNAUTHORIZED_PUBLISHER,
+    409: error(
+        "The Idempotency-Key was used before by this publisher for another request: "
+        "another topic, `type` or `data`, or a direct publish.",
+        conflict="Idempotency-Key 'order-42-shipped' was already used with another request",
+    ),
+    413: TOO_LARGE_TOPIC,
+    422: INVALID_TOPIC,
+    429: RATE_LIMITED,
+    503: UNAVAILABLE,
+}

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifier.core.topics import MAX_CHANGES, subscriber_changes
 from notifier.wire.frames import MAX_SEQ
 
 
@@ -67,6 +68,23 @@ class ReadIn(_Strict):
         if (self.up_to_seq is None) == (self.ids is None):
             raise ValueError("give exactly one of 'up_to_seq' or 'ids'")
         return self
+
+
+class SubscribersIn(_Strict):
+    add: Annotated[list[Name], Field(max_length=MAX_CHANGES)] = Field(default_factory=list)
+    remove: Annotated[list[Name], Field(max_length=MAX_CHANGES)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _a_change(self) -> SubscribersIn:
+        problem = subscriber_changes(self.add, self.remove)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
+class TopicPublishIn(_Strict):
+    type: Name
+    data: dict[str, Any]
 
 
 class ArchiveIn(_Strict):

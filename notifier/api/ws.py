@@ -21,10 +21,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 from notifier import metrics
-from notifier.auth import AuthError, bearer
+from notifier.api import handshake
+from notifier.auth import AuthError
 from notifier.connection import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_TOO_MANY_STREAMS,
@@ -140,21 +140,16 @@ async def _admit(
     client = scope.get("client")
     if not service.allow_handshake(client[0] if client else "", time.monotonic()):
         metrics.AUTH_REFUSED.labels("rate").inc()
-        await _refuse(
-            send, CLOSE_TOO_MANY_STREAMS, "too many handshakes from this address; retry later"
-        )
+        await _refuse(send, CLOSE_TOO_MANY_STREAMS, "too many handshakes from this address")
         return None
-    headers = _headers(scope)
-    allowed = service.settings.allowed_origins
-    origin = headers.get("origin")
-    if allowed and origin is not None and origin not in allowed:
+    headers = handshake.headers(scope, (b"origin", b"authorization"))
+    if handshake.origin_refused(service.settings.allowed_origins, headers.get("origin")):
         metrics.AUTH_REFUSED.labels("origin").inc()
         await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
         return None
 
-    # Starlette's rules: blank values kept, the last of a repeated name wins.
-    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-    token = query.get("access_token") or bearer(headers.get("authorization"))
+    query = handshake.query(scope)
+    token = handshake.user_token(query, headers)
     try:
         if token is None:
             raise AuthError("missing token")
@@ -174,15 +169,6 @@ async def _admit(
         return None
 
     return identity, after
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """The two request headers the handshake reads (the last of each wins)."""
-    found: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        if name in (b"origin", b"authorization"):
-            found[name.decode("latin-1")] = value.decode("latin-1")
-    return found
 
 
 async def _refuse(send: Send, code: int, reason: str) -> None:

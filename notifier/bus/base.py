@@ -13,7 +13,7 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from notifier.wire.announcement import Announcement, TransactionNotify
+from notifier.wire.announcement import Announcement, TopicAnnouncement, TransactionNotify
 from notifier.wire.notification import Notification
 
 
@@ -23,6 +23,8 @@ class BusHandlers:
     """An announcement from another instance."""
     resync: Callable[[], None]
     """The bus (re)connected: announcements may have been lost meanwhile."""
+    deliver_topic: Callable[[TopicAnnouncement], None] | None = None
+    """A topic publish of another instance."""
 
 
 class Bus(abc.ABC):
@@ -56,6 +58,12 @@ class Bus(abc.ABC):
     async def announce(self, notifications: Sequence[Notification]) -> None:
         """Called after every commit with the new notifications, whatever the engine:
         one that announced them in the transaction (`in_transaction`) does nothing."""
+
+    async def announce_topic(self, announcement: TopicAnnouncement) -> None:
+        """Called after every topic publish's commit, whatever the engine: one announcement
+        for every instance (not one per recipient); engines that announced it in the
+        transaction, and the memory bus, do nothing."""
+        return None
 
     async def broadcast(self, announcement: Announcement) -> None:
         """To every instance, whether or not it holds a socket of the user (a revocation).

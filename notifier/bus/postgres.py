@@ -27,7 +27,9 @@ from notifier.bus.supervisor import SupervisedBus
 from notifier.wire.announcement import (
     MAX_PAYLOAD_BYTES,
     Announcement,
+    TopicAnnouncement,
     TransactionNotify,
+    decode_payload,
     origin_prefix,
 )
 from notifier.wire.notification import Notification
@@ -130,9 +132,13 @@ class PostgresBus(SupervisedBus):
         if self._handlers is None:
             return
         try:
-            _origin, announcements = Announcement.decode_many(payload)
+            _origin, announced = decode_payload(payload)
         except ValueError:
             log.warning("ignored a foreign payload on the bus channel")
             return
-        for announcement in announcements:
+        if isinstance(announced, TopicAnnouncement):
+            if self._handlers.deliver_topic is not None:
+                self._handlers.deliver_topic(announced)
+            return
+        for announcement in announced:
             self._handlers.deliver(announcement)

@@ -1,5 +1,6 @@
 """Redis pub/sub: one channel per user, subscribed only while this instance holds a socket
-of that user, so each instance receives only what it can deliver.
+of that user, so each instance receives only what it can deliver. A topic publish is one
+message on a channel every instance subscribes to (`TOPICS`), not one per recipient.
 
 `watch` returns once Redis has confirmed the SUBSCRIBE, and the socket reads its starting
 position from the database only after that: a notification committed in between is
@@ -21,13 +22,15 @@ from typing import Any
 import redis.asyncio as redis
 
 from notifier.bus.supervisor import SupervisedBus
-from notifier.wire.announcement import Announcement
+from notifier.wire.announcement import Announcement, TopicAnnouncement, decode_payload
 from notifier.wire.notification import Notification
 
 log = logging.getLogger("notifier.bus")
 
 PREFIX = "notifier:user:"
 _CONTROL = "notifier:control"
+TOPICS = "notifier:topics"
+"""Topic publishes: every instance subscribes, each resolves the recipients it holds."""
 _WATCH_TIMEOUT = 2.0
 
 
@@ -90,6 +93,9 @@ class RedisBus(SupervisedBus):
                 pipe.publish(channel(notification.user_id), payload)
             await pipe.execute()
 
+    async def announce_topic(self, announcement: TopicAnnouncement) -> None:
+        await self._client.publish(TOPICS, announcement.encode(self._origin))
+
     async def broadcast(self, announcement: Announcement) -> None:
         """On the control channel, which every instance subscribes to at all times."""
         await self._client.publish(_CONTROL, announcement.encode(self._origin))
@@ -106,7 +112,7 @@ class RedisBus(SupervisedBus):
     async def _connect(self) -> None:
         pubsub = self._client.pubsub()
         self._pubsub = pubsub
-        await pubsub.subscribe(_CONTROL, *[channel(user) for user in self._watched])
+        await pubsub.subscribe(_CONTROL, TOPICS, *[channel(user) for user in self._watched])
         for user in self._watched:
             if user not in self._confirmed or self._confirmed[user].done():
                 self._confirmed[user] = asyncio.get_running_loop().create_future()
@@ -134,6 +140,9 @@ class RedisBus(SupervisedBus):
             if future is not None and not future.done():
                 future.set_result(None)
             return
+        if kind == "message" and name == TOPICS:
+            self._on_topic(message["data"])
+            return
         if kind != "message" or not (name.startswith(PREFIX) or name == _CONTROL):
             return
         try:
@@ -143,6 +152,21 @@ class RedisBus(SupervisedBus):
             return
         if origin != self._origin and self._handlers is not None:
             self._handlers.deliver(announcement)
+
+    def _on_topic(self, payload: bytes | str) -> None:
+        try:
+            origin, announced = decode_payload(payload)
+        except ValueError:
+            log.warning("ignored a foreign payload on the topics channel")
+            return
+        handlers = self._handlers
+        if (
+            isinstance(announced, TopicAnnouncement)
+            and origin != self._origin  # delivered here at commit
+            and handlers is not None
+            and handlers.deliver_topic is not None
+        ):
+            handlers.deliver_topic(announced)
 
     async def _disconnect(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -56,8 +56,9 @@ class Published:
 
 Outcome = list[Published] | IdempotencyConflict
 
-Stored = dict[tuple[str, str], tuple[str, Notification]]
-"""(publisher, key) -> (fingerprint, original) of each stored original of the group's keys."""
+Stored = dict[tuple[str, str], tuple[str, Notification | None]]
+"""(publisher, key) -> (fingerprint, original) of each stored original of the group's keys;
+original None: the key belongs to a topic publish, which no direct publish repeats."""
 
 # How one item is answered: None, stored as new; a Notification, an original already
 # stored; (request index, item index), the same as an earlier new item of this group.
@@ -106,7 +107,7 @@ def _plan(
         scoped = (request.publisher, key)
         if scoped in stored:
             fingerprint, original = stored[scoped]
-            if judge(fingerprint, item.fingerprint) is Verdict.CONFLICT:
+            if original is None or judge(fingerprint, item.fingerprint) is Verdict.CONFLICT:
                 return IdempotencyConflict(key)
             plan.append(original)
             continue

@@ -1,4 +1,5 @@
-"""A token bucket: how many frames a client may send, decided without a clock of its own."""
+"""Token buckets, decided without a clock of their own: how many frames a client may send,
+and how many notifications a publisher may publish (`PublishLimiter`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,48 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+    def take(self, cost: float, now: float) -> float:
+        """Take `cost` tokens: 0.0 when taken, else the seconds until they could be (and
+        nothing is taken). A cost over `burst` is taken from a full bucket, which goes
+        into debt: a large batch passes when the bucket is full, and the long-run rate
+        still holds."""
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = now
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        need = min(cost, self._burst)
+        if self._tokens >= need:
+            self._tokens -= cost
+            return 0.0
+        return (need - self._tokens) / self._rate
+
+
+class PublishLimiter:
+    """`NOTIFIER_PUBLISH_RATE`: a token bucket per publisher, `rate` notifications a
+    second in bursts of up to twice that. Buckets are kept per instance (no shared state
+    between instances), one per publisher key name: a handful, never pruned."""
+
+    __slots__ = ("_buckets", "_burst", "_rate")
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("a publish rate must be positive")
+        self._rate = rate
+        self._burst = 2 * rate
+        self._buckets: dict[str, TokenBucket] = {}
+
+    @classmethod
+    def of(cls, rate: float | None) -> PublishLimiter | None:
+        """The limiter of a setting: None (no limit) when unset or 0."""
+        return cls(rate) if rate else None
+
+    def admit(self, publisher: str, cost: int, now: float) -> float:
+        """0.0: `cost` notifications of `publisher` may go now (counted); else the
+        seconds to wait before they could."""
+        bucket = self._buckets.get(publisher)
+        if bucket is None:
+            bucket = self._buckets[publisher] = TokenBucket(self._rate, self._burst, now)
+        return bucket.take(cost, now)
 
 
 class KeyedLimiter:

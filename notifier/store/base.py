@@ -22,6 +22,7 @@ from notifier.core.publishing import (
     PublishRequest,
     Stored,
 )
+from notifier.core.topics import TopicPublish, TopicPublished
 from notifier.wire.announcement import TransactionNotify
 from notifier.wire.notification import Notification
 
@@ -64,6 +65,37 @@ class Store(Protocol):
         retry then finds the original and answers it). A failure of the connection is
         DatabaseUnavailable.
         """
+        ...
+
+    # -- topics ---------------------------------------------------------------------
+
+    async def publish_topic(
+        self, request: TopicPublish, notify: TransactionNotify | None = None
+    ) -> TopicPublished:
+        """One notification for each subscriber of the topic, numbered in each one's
+        stream, all committed at once (announced in the transaction with `notify`, as
+        `publish_group`); a repeated key answers its original. Raises
+        IdempotencyConflict or TooManyRecipients, having stored nothing."""
+        ...
+
+    async def change_subscribers(
+        self, topic: str, add: Sequence[str], remove: Sequence[str]
+    ) -> tuple[int, int]:
+        """(added, removed): ids that were not subscribed and now are, and the reverse."""
+        ...
+
+    async def subscribers(self, topic: str, after: str | None, limit: int) -> list[str]:
+        """A page of the topic's subscribers, ascending by user id (byte order)."""
+        ...
+
+    async def topic_recipients(self, topic: str, created_at: datetime) -> list[tuple[str, int]]:
+        """(user_id, seq) of each notification of the topic publish made at `created_at`."""
+        ...
+
+    async def frames_at(
+        self, users: Sequence[str], seqs: Sequence[int]
+    ) -> list[tuple[str, int, str]]:
+        """(user_id, seq, frame) of the notifications at those (user_id, seq) pairs."""
         ...
 
     # -- reading --------------------------------------------------------------------
@@ -161,9 +193,13 @@ KEYED = ("publisher", "idempotency_key", "fingerprint")
 
 
 def stored_originals(rows: Sequence[Mapping[Any, Any]]) -> Stored:
-    """The originals of a group's keys, from rows of their `COLUMNS` and `KEYED`."""
+    """The originals of a group's keys, from rows of their `COLUMNS` and `KEYED`; a row
+    whose `id` is None is a topic publish's key (`topic_publishes`): no original."""
     return {
-        (row["publisher"], row["idempotency_key"]): (row["fingerprint"], row_to_notification(row))
+        (row["publisher"], row["idempotency_key"]): (
+            row["fingerprint"],
+            row_to_notification(row) if row["id"] is not None else None,
+        )
         for row in rows
     }
 

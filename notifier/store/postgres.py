@@ -19,6 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util import greenlet_spawn
 
 from notifier.core.publishing import Outcome, PublishRequest, keys, plan_group
+from notifier.core.topics import TopicPublish, TopicPublished, judge_topic_key
+from notifier.store import pg_topics
 from notifier.store.base import (
     KEYED,
     DatabaseUnavailable,
@@ -72,9 +74,13 @@ _PUBLISH = (
     + """
 SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent)"""
 )
+# Keys of topic publishes come too, as rows without a notification (`stored_originals`):
+# a direct publish reusing one is refused.
 _FIND_KEYS = (
     f"SELECT {', '.join((*COLUMNS, *KEYED))} "
-    "FROM notifications WHERE publisher = $1 AND idempotency_key = ANY($2::varchar[])"
+    "FROM notifications WHERE publisher = $1 AND idempotency_key = ANY($2::varchar[])\n"
+    f"UNION ALL SELECT {', '.join(['NULL'] * len(COLUMNS))}, {', '.join(KEYED)} "
+    "FROM topic_publishes WHERE publisher = $1 AND idempotency_key = ANY($2::varchar[])"
 )
 _HEADS = "SELECT user_id, last_seq FROM streams WHERE user_id = ANY($1::varchar[])"
 # Replay reads frames, not rows: PostgreSQL writes each frame's text (on its own core)
@@ -119,6 +125,41 @@ class PostgresStore(SqlStore):
                 row = await raw.fetchrow(_PUBLISH, *inserted_columns(plan.fresh), now, *announcing)
                 seqs = row[0]
         return plan.outcomes(seqs)
+
+    async def _publish_topic_once(
+        self, request: TopicPublish, notify: TransactionNotify | None
+    ) -> TopicPublished:
+        """In one statement (`pg_topics`), after the key's lookup, without a lock: a key
+        stored meanwhile makes the statement fail on a unique index, and the retry
+        finds it."""
+        async with self._asyncpg() as raw:
+            key = request.idempotency_key
+            if key is not None:
+                stored = await pg_topics.find_key(raw, request.publisher, key)
+                repeat = judge_topic_key(request, stored)
+                if repeat is not None:
+                    return repeat
+            return await pg_topics.publish_topic(raw, request, datetime.now(UTC), notify)
+
+    async def change_subscribers(
+        self, topic: str, add: Sequence[str], remove: Sequence[str]
+    ) -> tuple[int, int]:
+        async with self._asyncpg() as raw:
+            return await pg_topics.change_subscribers(raw, topic, add, remove)
+
+    async def subscribers(self, topic: str, after: str | None, limit: int) -> list[str]:
+        async with self._asyncpg() as raw:
+            return await pg_topics.subscribers(raw, topic, after, limit)
+
+    async def topic_recipients(self, topic: str, created_at: datetime) -> list[tuple[str, int]]:
+        async with self._asyncpg() as raw:
+            return await pg_topics.recipients(raw, topic, created_at)
+
+    async def frames_at(
+        self, users: Sequence[str], seqs: Sequence[int]
+    ) -> list[tuple[str, int, str]]:
+        async with self._asyncpg() as raw:
+            return await pg_topics.frames_at(raw, users, seqs)
 
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         rows = await self._fetch(_FRAMES, user_id, after, limit)

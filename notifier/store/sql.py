@@ -21,8 +21,9 @@ from notifier.core.publishing import (
     Published,
     PublishRequest,
 )
+from notifier.core.topics import TopicPublish, TopicPublished
 from notifier.models import notifications as nt
-from notifier.models import streams
+from notifier.models import streams, topic_publishes
 from notifier.store.base import row_to_notification
 from notifier.wire.announcement import TransactionNotify
 from notifier.wire.notification import COLUMNS, Notification
@@ -75,6 +76,23 @@ class SqlStore(abc.ABC):
                 if attempt == _RETRIES - 1 or not _is_retryable(error):
                     raise
         raise AssertionError("unreachable")
+
+    async def publish_topic(
+        self, request: TopicPublish, notify: TransactionNotify | None = None
+    ) -> TopicPublished:
+        for attempt in range(_RETRIES):
+            try:
+                return await self._publish_topic_once(request, notify)
+            except self._errors as error:
+                if attempt == _RETRIES - 1 or not _is_retryable(error):
+                    raise
+        raise AssertionError("unreachable")
+
+    @abc.abstractmethod
+    async def _publish_topic_once(
+        self, request: TopicPublish, notify: TransactionNotify | None
+    ) -> TopicPublished:
+        """One attempt at `publish_topic`, in one transaction."""
 
     @abc.abstractmethod
     async def _publish_once(
@@ -180,7 +198,8 @@ class SqlStore(abc.ABC):
     # -- retention ------------------------------------------------------------------
 
     async def purge_older_than(self, cutoff: datetime, batch: int = 5000) -> int:
-        """Oldest first, in small batches so that publishes are never blocked for long."""
+        """Oldest first, in small batches so that publishes are never blocked for long;
+        then the keys of topic publishes as old."""
         total = 0
         while True:
             oldest = (
@@ -192,6 +211,11 @@ class SqlStore(abc.ABC):
             async with self.engine.begin() as conn:
                 keys = [(row.user_id, row.seq) for row in await conn.execute(oldest)]
                 if not keys:
-                    return total
+                    break
                 await conn.execute(sa.delete(nt).where(sa.tuple_(nt.c.user_id, nt.c.seq).in_(keys)))
             total += len(keys)
+        # A topic publish's idempotency key is kept as long as its notifications.
+        statement = sa.delete(topic_publishes).where(topic_publishes.c.created_at < cutoff)
+        async with self.engine.begin() as conn:
+            await conn.execute(statement)
+        return total

@@ -11,8 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from notifier.core.publishing import Outcome, PublishRequest, keys, plan_group
+from notifier.core.topics import TopicPublish, TopicPublished, judge_topic_key
 from notifier.models import notifications as nt
 from notifier.models import streams
+from notifier.models import topic_publishes as tp
+from notifier.store import sqlite_topics
 from notifier.store.base import INSERTED, KEYED, inserted_columns, stored_originals
 from notifier.store.sql import SqlStore
 from notifier.wire.announcement import TransactionNotify
@@ -34,6 +37,14 @@ class SqliteStore(SqlStore):
                     nt.c.publisher == publisher, nt.c.idempotency_key.in_(found)
                 )
                 rows.extend(row._mapping for row in await conn.execute(query))
+                # Keys of topic publishes: a direct publish reusing one is refused.
+                topic_keys = sa.select(tp.c.idempotency_key, tp.c.fingerprint).where(
+                    tp.c.publisher == publisher, tp.c.idempotency_key.in_(found)
+                )
+                rows.extend(
+                    {"id": None, "publisher": publisher, **row._mapping}
+                    for row in await conn.execute(topic_keys)
+                )
             plan = plan_group(requests, stored_originals(rows), datetime.now(UTC))
             fresh = plan.fresh
             if not fresh:
@@ -66,6 +77,42 @@ class SqliteStore(SqlStore):
             ]
             await conn.execute(nt.insert(), inserts)
         return plan.outcomes(seqs)
+
+    async def _publish_topic_once(
+        self, request: TopicPublish, notify: TransactionNotify | None
+    ) -> TopicPublished:
+        if notify is not None:
+            raise ValueError("announcing inside the transaction needs PostgreSQL")
+        async with self.engine.begin() as conn:
+            key = request.idempotency_key
+            if key is not None:
+                stored = await sqlite_topics.find_key(conn, request.publisher, key)
+                repeat = judge_topic_key(request, stored)
+                if repeat is not None:
+                    return repeat
+            return await sqlite_topics.publish_topic(conn, request, datetime.now(UTC))
+
+    async def change_subscribers(
+        self, topic: str, add: Sequence[str], remove: Sequence[str]
+    ) -> tuple[int, int]:
+        async with self.engine.begin() as conn:
+            return await sqlite_topics.change_subscribers(conn, topic, add, remove)
+
+    async def subscribers(self, topic: str, after: str | None, limit: int) -> list[str]:
+        async with self._reader.connect() as conn:
+            rows = await conn.execute(sqlite_topics.subscribers_query(topic, after, limit))
+            return [row.user_id for row in rows]
+
+    async def topic_recipients(self, topic: str, created_at: datetime) -> list[tuple[str, int]]:
+        async with self._reader.connect() as conn:
+            rows = await conn.execute(sqlite_topics.recipients_query(topic, created_at))
+            return [(row.user_id, row.seq) for row in rows]
+
+    async def frames_at(
+        self, users: Sequence[str], seqs: Sequence[int]
+    ) -> list[tuple[str, int, str]]:
+        async with self._reader.connect() as conn:
+            return await sqlite_topics.frames_at(conn, users, seqs)
 
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         return [(n.seq, n.frame) for n in await self.after(user_id, after, limit)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import orjson
@@ -228,3 +228,65 @@ NOTIFY_SQL = """announcement AS (
         GROUP BY run ORDER BY run
     ) p
 )"""
+
+
+# -- topic publishes: one announcement per instance, not per recipient ----------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicAnnouncement:
+    """A topic publish committed. It names the publish (its topic and the `created_at`
+    all its notifications share), not the recipients: each instance reads, for the users
+    it holds sockets of, their new seqs and frames from the database, so one payload of
+    a few hundred bytes stands for up to 100,000 notifications, under any bus's limit.
+    """
+
+    topic: str
+    created_at: datetime
+
+    def encode(self, origin: str) -> str:
+        """`{"o": origin, "k": {"topic": ..., "m": microseconds since the epoch}}`:
+        exact, where a float of seconds would round the microseconds."""
+        micros = (self.created_at - _EPOCH) // _MICROSECOND
+        return (
+            origin_prefix(origin)
+            + orjson.dumps({"k": {"topic": self.topic, "m": micros}})[1:].decode()
+        )
+
+    @staticmethod
+    def from_body(body: object) -> TopicAnnouncement:
+        if not isinstance(body, dict):
+            raise ValueError("not a topic announcement")
+        topic, micros = body.get("topic"), body.get("m")
+        if not isinstance(topic, str) or not isinstance(micros, int):
+            raise ValueError("not a topic announcement")
+        return TopicAnnouncement(topic, _EPOCH + micros * _MICROSECOND)
+
+
+def decode_payload(payload: str | bytes) -> tuple[str, list[Announcement] | TopicAnnouncement]:
+    """(origin, what it announces) of any payload a bus carries: one announcement, a
+    packed run of them (`TransactionNotify`), or a topic publish. Raises ValueError on a
+    payload that is not ours."""
+    body = orjson.loads(payload)
+    if not isinstance(body, dict):
+        raise ValueError("not a notifier announcement")
+    origin = str(body.get("o", ""))
+    if "k" in body:
+        return origin, TopicAnnouncement.from_body(body["k"])
+    items = body.get("a")
+    if isinstance(items, list):
+        return origin, [Announcement._from_body(item) for item in items]
+    return origin, [Announcement._from_body(body)]
+
+
+def topic_notify_parameters(
+    notify: TransactionNotify | None, announcement: TopicAnnouncement
+) -> tuple[str | None, str]:
+    """(channel, payload) for a topic publish's statement to NOTIFY at its commit; the
+    channel is None (nothing announced in the transaction) without `notify`."""
+    if notify is None:
+        return None, ""
+    return notify.channel, announcement.encode(notify.origin)

@@ -28,7 +28,7 @@ from notifier.connection import (
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
 )
-from notifier.wire import frames
+from notifier.wire import frames, sse
 from notifier.wire.notification import Notification
 from tests.support import ROOT
 
@@ -66,9 +66,16 @@ async def test_the_notification_schema_is_the_openapi_one(client: httpx.AsyncCli
     assert openapi["components"]["schemas"]["Notification"] == responses.NOTIFICATION_SCHEMA
 
 
+def sse_only(message: dict[str, Any]) -> bool:
+    return any(tag["name"] == "sse-events" for tag in message.get("tags", []))
+
+
 def test_messages_are_named_after_frame_types() -> None:
-    """Each message's `name` is the `type` its payload requires."""
+    """Each frame message's `name` is the `type` its payload requires (SSE events name
+    their event instead)."""
     for key, message in MESSAGES.items():
+        if sse_only(message):
+            continue
         payload = message["payload"]
         variants = payload.get("oneOf", [payload])
         assert {v["properties"]["type"]["const"] for v in variants} == {message["name"]}, key
@@ -107,6 +114,30 @@ def test_the_frames_the_server_sends_fit_the_document() -> None:
     for message, built in sent.items():
         for frame in built:
             assert errors(message, frame) == [], (message, frame)
+
+
+def test_the_sse_events_the_server_sends_fit_the_document() -> None:
+    """Each event `wire.sse` writes is named as its message and its data validates."""
+    notification = Notification(
+        id="0b6c1f5e-6f2a-4d8e-9a51-3f0c2b7d9e14",
+        user_id="alice",
+        seq=3,
+        type="t",
+        data_json="{}",
+        created_at=datetime(2026, 11, 24, 5, 0, tzinfo=UTC),
+    )
+    channel = DOCUMENT["channels"]["sseStream"]["messages"]
+    built = [
+        sse.event(notification.frame, 3),
+        sse.event(frames.replayed_frame(3, True)),
+        sse.event(frames.read_frame_up_to(3)),
+        sse.close_event(4401, "token expired"),
+    ]
+    for raw in built:
+        lines = dict(line.split(": ", 1) for line in raw.decode().strip().split("\n"))
+        message = channel[lines["event"]]["$ref"].rsplit("/", 1)[1]
+        assert MESSAGES[message]["name"] == lines["event"]
+        assert errors(message, orjson.loads(lines["data"])) == [], raw
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,10 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from notifier.api import responses
-from notifier.api.routes import inbox, ops, publish, users
+from notifier.api.routes import client as client_routes
+from notifier.api.routes import inbox, ops, publish, topics, users
 from notifier.app import App
+from notifier.core.ratelimit import PublishLimiter
 from tests.support import API_KEY, make_token
 
 USER = "openapi-user"
@@ -48,6 +50,8 @@ class Case:
     document_missing: bool = False
     template: str | None = None
     """The path as the document names it, when `path` fills in a parameter."""
+    rate: float | None = None
+    """NOTIFIER_PUBLISH_RATE for this case."""
 
     @property
     def documented(self) -> str:
@@ -70,7 +74,79 @@ def cases() -> list[Case]:
     revoke, revoke_t = f"/v1/users/{USER}/revoke", "/v1/users/{user_id}/revoke"
     bulk = "/v1/presence"
     single, batch = "/v1/notifications", "/v1/notifications/batch"
+    subscribers, topic_publish = (
+        "/v1/topics/{topic}/subscribers",
+        "/v1/topics/{topic}/notifications",
+    )
+    members, posted = "/v1/topics/t.1/subscribers", "/v1/topics/t.1/notifications"
+    change = {"add": [USER]}
+    news = {"type": "t", "data": {"n": 1}}
+    big_data = {"type": "t", "data": {"p": "x" * 2000}}
     return [
+        Case("post", members, 200, [{"headers": PUBLISHER, "json": change}], template=subscribers),
+        Case("post", members, 401, [{"json": change}], template=subscribers),
+        Case(
+            "post",
+            members,
+            413,
+            [{"headers": PUBLISHER, "content": BIG[: 1024 * 1024 + 2]}],
+            template=subscribers,
+        ),
+        Case("post", members, 422, [{"headers": PUBLISHER, "json": {}}], template=subscribers),
+        Case(
+            "post",
+            members,
+            503,
+            [{"headers": PUBLISHER, "json": change}],
+            True,
+            template=subscribers,
+        ),
+        Case("get", members, 200, [{"headers": PUBLISHER}], template=subscribers),
+        Case("get", members, 401, template=subscribers),
+        Case(
+            "get", "/v1/topics/a b/subscribers", 422, [{"headers": PUBLISHER}], template=subscribers
+        ),
+        Case("get", members, 503, [{"headers": PUBLISHER}], True, template=subscribers),
+        Case("post", posted, 201, [{"headers": PUBLISHER, "json": news}], template=topic_publish),
+        Case(
+            "post", posted, 200, [{"headers": key("t"), "json": news}] * 2, template=topic_publish
+        ),
+        Case("post", posted, 401, [{"json": news}], template=topic_publish),
+        Case(
+            "post",
+            posted,
+            409,
+            [{"headers": key("u"), "json": j} for j in (news, big_data | {"data": {}})],
+            template=topic_publish,
+        ),
+        Case(
+            "post", posted, 413, [{"headers": PUBLISHER, "json": big_data}], template=topic_publish
+        ),
+        Case("post", posted, 422, [{"headers": PUBLISHER, "json": {}}], template=topic_publish),
+        Case(
+            "post",
+            posted,
+            429,
+            [{"headers": PUBLISHER, "json": news}] * 3,
+            template=topic_publish,
+            rate=1,
+        ),
+        Case(
+            "post",
+            posted,
+            503,
+            [{"headers": PUBLISHER, "json": news}],
+            True,
+            template=topic_publish,
+        ),
+        Case("post", single, 429, [{"headers": PUBLISHER, "json": ONE}] * 3, rate=1),
+        Case(
+            "post",
+            batch,
+            429,
+            [{"headers": PUBLISHER, "json": {"notifications": [ONE] * 3}}] * 2,
+            rate=1,
+        ),
         Case("get", inbox, 200, [{"headers": user()}]),
         Case("get", inbox, 401),
         Case("get", inbox, 422, [{"headers": user(), "params": {"limit": 0}}]),
@@ -122,6 +198,8 @@ def cases() -> list[Case]:
         Case("get", "/metrics", 200),
         Case("get", "/asyncapi.yaml", 200),
         Case("get", "/asyncapi.yaml", 404, document_missing=True),
+        *client_cases("/v1/client.js", "client.js"),
+        *client_cases("/v1/client.d.ts", "client.d.ts"),
         Case("post", single, 201, [{"headers": PUBLISHER, "json": ONE}]),
         Case("post", single, 200, [{"headers": key("a"), "json": ONE}] * 2),
         Case("post", single, 401, [{"json": ONE}]),
@@ -149,6 +227,17 @@ def cases() -> list[Case]:
             [{"headers": PUBLISHER, "json": {"notifications": [ONE]}}],
             database_down=True,
         ),
+    ]
+
+
+def client_cases(path: str, name: str) -> list[Case]:
+    found = client_routes.asset(name)
+    assert found is not None, f"notifier/_static/{name} is missing: run `make client`"
+    revalidate = {"headers": {"if-none-match": found[1]}}
+    return [
+        Case("get", path, 200),
+        Case("get", path, 304, [revalidate]),
+        Case("get", path, 404, document_missing=True),
     ]
 
 
@@ -231,13 +320,9 @@ async def test_every_answer_has_an_example(document: dict[str, Any]) -> None:
 
 def declarations() -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(where, code, answer) for every answer the routes declare, and the planned ones."""
-    routes = (
-        *inbox.router.routes,
-        *ops.router.routes,
-        *ops.metrics_router.routes,
-        *publish.router.routes,
-    )
-    for route in (*routes, *users.router.routes):
+    routers = (inbox.router, ops.router, publish.router, users.router, client_routes.router)
+    routers += (topics.router, ops.metrics_router)
+    for route in (route for router in routers for route in router.routes):
         if isinstance(route, APIRoute):
             for method in route.methods:
                 for code, answer in route.responses.items():
@@ -267,14 +352,18 @@ def test_every_declared_example_fits_its_schema() -> None:
 
 @contextmanager
 def _document_missing() -> Iterator[None]:
-    original = ops.asyncapi_path
+    original, static = ops.asyncapi_path, client_routes.STATIC
     ops._asyncapi.cache_clear()
+    client_routes.asset.cache_clear()
     ops.asyncapi_path = lambda: None  # type: ignore[assignment]
+    client_routes.STATIC = static / "missing"
     try:
         yield
     finally:
         ops.asyncapi_path = original  # type: ignore[assignment]
+        client_routes.STATIC = static
         ops._asyncapi.cache_clear()
+        client_routes.asset.cache_clear()
 
 
 async def _take_database_away(app: App) -> None:
@@ -294,6 +383,7 @@ async def test_each_documented_code_is_provoked(
     """The route really answers the code, and the document names it."""
     if case.database_down:
         await _take_database_away(app)
+    app.state.service.limiter = PublishLimiter.of(case.rate)
     with _document_missing() if case.document_missing else _nothing():
         for request in case.requests:
             answer = await client.request(case.method.upper(), case.path, **request)

@@ -12,9 +12,12 @@ from notifier.wire.announcement import (
     MAX_INLINE_FRAME,
     MAX_PAYLOAD_BYTES,
     Announcement,
+    TopicAnnouncement,
     TransactionNotify,
+    decode_payload,
     notify_parameters,
     origin_prefix,
+    topic_notify_parameters,
 )
 from notifier.wire.notification import Notification, frame_around_seq
 
@@ -200,3 +203,49 @@ def test_the_longest_archived_frame_fits_a_notify_payload() -> None:
     user = "\x01" * 255  # written \u0001 by JSON: 6 bytes a character
     payload = Announcement(user_id=user, read_frame=frame).encode("f" * 32)
     assert len(payload.encode()) < MAX_PAYLOAD_BYTES
+
+
+# -- topic announcements ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 12, 1, 3, 4, 5, 999999, tzinfo=UTC),
+        datetime(2026, 12, 1, 3, 4, 5, 1, tzinfo=UTC),
+        datetime(1999, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_topic_announcement_keeps_the_exact_microsecond(moment: datetime) -> None:
+    """The publish is named by its created_at: carried as integer microseconds, it comes
+    back equal (a float of seconds would round some)."""
+    sent = TopicAnnouncement("order.42", moment)
+    origin, received = decode_payload(sent.encode("me"))
+    assert origin == "me" and received == sent
+
+
+def test_topic_announcement_starts_with_its_origin_and_is_small() -> None:
+    """Buses drop their own payloads by prefix; the longest topic still fits any bus."""
+    payload = TopicAnnouncement("t" * 255, datetime(2026, 12, 1, tzinfo=UTC)).encode("me")
+    assert payload.startswith(origin_prefix("me"))
+    assert len(payload.encode()) < 400
+
+
+def test_decode_payload_tells_every_kind_apart() -> None:
+    """One announcement, a packed run, and a topic announcement."""
+    one = Announcement.of(_notification('{"a":1}'))
+    assert decode_payload(one.encode("x")) == ("x", [one])
+    packed = '{"o":"y","a":[' + orjson.dumps(one.body()).decode() + "]}"
+    assert decode_payload(packed) == ("y", [one])
+    with pytest.raises(ValueError):
+        decode_payload('{"o":"z","k":{"topic":7}}')
+    with pytest.raises(ValueError):
+        decode_payload("[1]")
+
+
+def test_topic_notify_parameters() -> None:
+    """The channel and payload a topic publish NOTIFYs; nothing without `notify`."""
+    announcement = TopicAnnouncement("t", datetime(2026, 12, 1, tzinfo=UTC))
+    assert topic_notify_parameters(None, announcement) == (None, "")
+    channel, payload = topic_notify_parameters(TransactionNotify("ch", "me"), announcement)
+    assert channel == "ch" and decode_payload(payload) == ("me", announcement)

@@ -127,7 +127,8 @@ def _asyncapi() -> bytes | None:
     responses={
         200: {
             "description": "The AsyncAPI 3 document of the WebSocket stream `/v1/ws`: its "
-            "handshake, every frame each way, and the close codes.",
+            "handshake, every frame each way, and the close codes; and of the same stream "
+            "as Server-Sent Events, `/v1/sse`.",
             "content": {
                 _YAML: {
                     # A YAML document whose top level is a mapping (readers parse it).

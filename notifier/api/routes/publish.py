@@ -25,6 +25,7 @@ from notifier.api.deps import (
     ServiceDep,
 )
 from notifier.api.lean import LeanRoute
+from notifier.api.limits import check_rate
 from notifier.api.responses import BATCH_RESPONSES, PUBLISH_RESPONSES
 from notifier.api.schemas import BatchIn, PublishIn
 from notifier.core.idempotency import fingerprint
@@ -68,6 +69,7 @@ async def publish(
     request: Request, publisher: PublisherDep, key: IdempotencyKeyDep, service: ServiceDep
 ) -> Response:
     """Store one notification and push it to the user's open sockets."""
+    check_rate(service, publisher.name, 1)
     item = await parse(request, PublishIn)
     new = _new(item, key, service.settings.max_payload_bytes)
     try:
@@ -97,6 +99,7 @@ async def publish_batch(request: Request, publisher: PublisherDep, service: Serv
         _new(item, item.idempotency_key, limit, index)
         for index, item in enumerate(batch.notifications)
     ]
+    check_rate(service, publisher.name, len(items))
     try:
         results = await service.publish(publisher.name, items)
     except IdempotencyConflict as error:

@@ -1,0 +1,82 @@
+"""Topic publishes delivered on this instance: from one announcement to each socket.
+
+A topic announcement names a publish, not its recipients (up to 100,000 of them, far
+more than a bus payload holds). Each instance, the publishing one included, reads which
+notifications the publish made (`Store.topic_recipients`), keeps those of the users it
+holds sockets of, reads their frames (`Store.frames_at`) and offers them to the hub like
+any announcement: the sockets' sequencers put them in order with everything else.
+
+The users held are looked up after the commit (the announcement comes after it), so a
+socket subscribed before it read its starting point is either counted here or started
+after this publish: none is missed. Announcements are resolved one at a time in one
+task, so a burst of topic publishes never floods the database with reads; a failed read
+is left to the reconcile loop, which finds every socket behind its user's head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from notifier.hub import Hub
+from notifier.store import Store
+from notifier.wire.announcement import Announcement, TopicAnnouncement
+
+log = logging.getLogger("notifier.fanout")
+
+FRAME_CHUNK = 1000
+"""Frames read and offered at a time: one read, and a bounded step of the event loop."""
+
+
+class TopicFanout:
+    def __init__(self, store: Store, hub: Hub) -> None:
+        self._store = store
+        self._hub = hub
+        self._pending: deque[TopicAnnouncement] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def deliver(self, announcement: TopicAnnouncement) -> None:
+        """A topic publish committed (here or on another instance); never blocks."""
+        self._pending.append(announcement)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="topic-fanout")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        """Until nothing is pending: it ends in the same step as its last look at the
+        queue, so no announcement is left behind by a task that is finishing."""
+        while self._pending:
+            announcement = self._pending.popleft()
+            try:
+                await self.resolve(announcement)
+            except Exception as error:  # the reconcile loop catches the sockets up
+                log.warning(
+                    "topic delivery failed",
+                    extra={"topic": announcement.topic, "error": repr(error)[:300]},
+                )
+
+    async def resolve(self, announcement: TopicAnnouncement) -> int:
+        """Offer the publish's notifications to this instance's sockets; how many users
+        here were among its recipients."""
+        hub = self._hub
+        if not any(True for _ in hub.users()):
+            return 0
+        rows = await self._store.topic_recipients(announcement.topic, announcement.created_at)
+        held = [(user, seq) for user, seq in rows if hub.subscribers(user)]
+        stamp = announcement.created_at.timestamp()
+        for start in range(0, len(held), FRAME_CHUNK):
+            part = held[start : start + FRAME_CHUNK]
+            frames = await self._store.frames_at([u for u, _ in part], [s for _, s in part])
+            for user, seq, frame in frames:
+                hub.on_announcement(
+                    Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
+                )
+        return len(held)
