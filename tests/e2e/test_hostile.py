@@ -9,6 +9,7 @@ import asyncio
 import socket
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -265,3 +266,35 @@ async def test_socket_never_outlives_the_maximum_lifetime(sqlite_url: str) -> No
             code, _frames = await close_code(ws, 10)
         assert code == 4401
         assert 4.9 <= time.monotonic() - started < timeout(8)
+
+
+def test_deep_topic_data_with_a_key_is_422(guarded: Server) -> None:
+    """A topic publish checks `data` like a direct one: nested past 64 levels with an
+    Idempotency-Key it is 422 (the topic fingerprint nests it deeper still)."""
+    data = b'{"a":' * 253 + b"{}" + b"}" * 253
+    for depth_data in (data, b'{"a":' * 64 + b"{}" + b"}" * 64):
+        response = httpx.post(
+            guarded.url + "/v1/topics/hostile.topic/notifications",
+            content=b'{"type":"t","data":' + depth_data + b"}",
+            headers=publisher_headers(**{"Idempotency-Key": uuid.uuid4().hex}),
+            timeout=timeout(10),
+        )
+        assert_error(response, 422)
+        assert "nested more than 64" in response.text
+
+
+def test_sse_streams_beyond_the_rate_are_429(guarded: Server) -> None:
+    """NOTIFIER_HANDSHAKE_RATE counts SSE streams too: a quick series from one address
+    gets 429 (with Retry-After) once the burst is spent."""
+    time.sleep(6)  # a full bucket, whatever ran before
+    user = new_user()
+    token = make_token(user)
+    statuses = []
+    with httpx.Client(timeout=timeout(10)) as client:
+        for _ in range(15):
+            with client.stream("GET", guarded.url + f"/v1/sse?access_token={token}") as response:
+                statuses.append(response.status_code)
+                if response.status_code == 429:
+                    assert response.headers.get("retry-after")
+    assert statuses[:10] == [200] * 10, statuses
+    assert 429 in statuses[10:], statuses
