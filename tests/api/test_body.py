@@ -93,7 +93,7 @@ def test_encode_data_maps_each_refusal_to_its_status() -> None:
     assert encode_data({"a": [1, "x"]}, max_bytes=100) == '{"a":[1,"x"]}'
     for bad in (_nested(65), _nested(300), {"n": 2**64}):
         with pytest.raises(HTTPException) as caught:
-            encode_data(bad, max_bytes=10**6, where="notifications[3].data")
+            encode_data(bad, max_bytes=10**6, index=3)
         assert caught.value.status_code == 422
         assert str(caught.value.detail).startswith("notifications[3].data: ")
     with pytest.raises(HTTPException) as caught:

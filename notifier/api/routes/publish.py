@@ -40,8 +40,7 @@ _JSON = "application/json"
 def _new(
     item: PublishIn, key: str | None, max_payload: int, index: int | None = None
 ) -> NewNotification:
-    where = "data" if index is None else f"notifications[{index}].data"
-    data_json = encode_data(item.data, max_bytes=max_payload, where=where)
+    data_json = encode_data(item.data, max_bytes=max_payload, index=index)
     return NewNotification(
         user_id=item.user_id,
         type=item.type,
