@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .PHONY: help install run test lint format typecheck docs-check check services coverage bench clean \
-	client client-check client-test chromium
+	client client-check client-test chromium nginx
 
 help:
 	@echo "make run        install into $(VENV) and serve on http://127.0.0.1:8000 (SQLite, development mode)"
@@ -43,6 +43,13 @@ test: install services chromium
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || { test -z "$$CI" && echo "warning: no /usr/bin/chromium: browser tests will be skipped"; }
+
+# Debian's nginx for tests/e2e/test_nginx.py (the SSE stream through deploy/nginx.conf),
+# installed the same way: CI fails without it, elsewhere that test is skipped.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx \
+	  || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; } \
+	  || { test -z "$$CI" && echo "warning: no nginx: the nginx test will be skipped"; }
 
 lint: install
 	$(BIN)/ruff check .

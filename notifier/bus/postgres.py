@@ -38,6 +38,8 @@ CHANNEL = "notifier"
 log = logging.getLogger("notifier.bus")
 
 _NOTIFY_ONE = sa.text("SELECT pg_notify(:channel, :payload)")
+APPLICATION_NAME = "notifier-listen"
+"""The `application_name` of the LISTEN connection."""
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -103,7 +105,11 @@ class PostgresBus(SupervisedBus):
 
     async def _connect(self) -> None:
         self._lost = asyncio.Event()
-        conn = await asyncpg.connect(self._dsn, timeout=10)
+        # Named, so that an operator (and a test) tells it apart in pg_stat_activity,
+        # whatever statement it ran last (its health check is a SELECT 1).
+        conn = await asyncpg.connect(
+            self._dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME}
+        )
         self._conn = conn
         conn.add_termination_listener(lambda _c: self._lost.set())
         await conn.add_listener(CHANNEL, self._on_notify)

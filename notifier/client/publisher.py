@@ -12,8 +12,10 @@ the same request again would get the same answer (a 429 included: it is raised w
 Batches are cut into requests of 1,000 items (the service's limit); each item without an
 `idempotency_key` gets one, written into the item, so retrying a batch is safe too.
 
-Other routes (topics, presence, revoke) go through `request`, which applies the same
-retries: a method per route is a few lines on top of it.
+Topics, presence and revocation have a method each, through `request`, which applies
+the same retries to any route. A topic publish gets its `Idempotency-Key` like a direct
+one; subscriber changes and presence questions over 1,000 ids are cut into requests of
+1,000 (the service's limit), and subscriber pages are followed to the end.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -75,6 +78,39 @@ def single(
     """The body and headers of one publish; the key is made here when not given."""
     body = {"user_id": user_id, "type": type, "data": dict(data or {})}
     return body, {"Idempotency-Key": key or str(uuid.uuid4())}
+
+
+def topic_publish(
+    topic: str, type: str, data: Mapping[str, Any] | None, key: str | None
+) -> tuple[str, Json, dict[str, str]]:
+    """The path, body and headers of a topic publish; the key is made here when not given."""
+    body = {"type": type, "data": dict(data or {})}
+    return (
+        f"/v1/topics/{quote(topic, safe='')}/notifications",
+        body,
+        {"Idempotency-Key": key or str(uuid.uuid4())},
+    )
+
+
+def subscriber_changes(add: Sequence[str], remove: Sequence[str]) -> Iterator[Json]:
+    """Bodies of at most 1,000 ids a list, the additions first."""
+    for start in range(0, len(add), BATCH_LIMIT):
+        yield {"add": list(add[start : start + BATCH_LIMIT]), "remove": []}
+    for start in range(0, len(remove), BATCH_LIMIT):
+        yield {"add": [], "remove": list(remove[start : start + BATCH_LIMIT])}
+
+
+def id_chunks(user_ids: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(user_ids), BATCH_LIMIT):
+        yield list(user_ids[start : start + BATCH_LIMIT])
+
+
+def user_path(user_id: str, what: str) -> str:
+    return f"/v1/users/{quote(user_id, safe='')}/{what}"
+
+
+def topic_path(topic: str) -> str:
+    return f"/v1/topics/{quote(topic, safe='')}/subscribers"
 
 
 def chunks(items: Iterable[MutableMapping[str, Any]]) -> Iterator[list[MutableMapping[str, Any]]]:
@@ -183,6 +219,59 @@ class Publisher(_Base):
             published.extend(response.json()["notifications"])
         return published
 
+    def publish_topic(
+        self,
+        topic: str,
+        type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Json:
+        """One notification to every subscriber of `topic`: `{"topic", "type",
+        "recipients"}` (the original answer on a repeat)."""
+        path, body, headers = topic_publish(topic, type, data, idempotency_key)
+        result: Json = self.request("POST", path, json=body, headers=headers).json()
+        return result
+
+    def subscribe(
+        self, topic: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> tuple[int, int]:
+        """Subscribe `add` to `topic` and unsubscribe `remove` (an id in both: `ApiError`
+        422 from the service when they share a request); (added, removed). Repeating a
+        call is harmless: it changes nothing and counts zeros."""
+        added = removed = 0
+        for body in subscriber_changes(add, remove):
+            answer = self.request("POST", topic_path(topic), json=body).json()
+            added, removed = added + answer["added"], removed + answer["removed"]
+        return added, removed
+
+    def subscribers(self, topic: str, *, page: int = 1000) -> Iterator[str]:
+        """Every subscriber of `topic`, in byte order, a page at a time."""
+        after: str | None = None
+        while True:
+            params = {"limit": page, **({"after": after} if after is not None else {})}
+            user_ids: list[str] = self.request("GET", topic_path(topic), params=params).json()[
+                "user_ids"
+            ]
+            yield from user_ids
+            if len(user_ids) < page:
+                return
+            after = user_ids[-1]
+
+    def presence(self, user_ids: Sequence[str]) -> dict[str, Json]:
+        """`{user_id: {"online", "connections"}}` for every id asked."""
+        found: dict[str, Json] = {}
+        for chunk in id_chunks(user_ids):
+            found.update(
+                self.request("POST", "/v1/presence", json={"user_ids": chunk}).json()["presence"]
+            )
+        return found
+
+    def revoke(self, user_id: str) -> Json:
+        """Log `user_id` out everywhere: `{"user_id", "revoked_at"}`."""
+        result: Json = self.request("POST", user_path(user_id, "revoke"), json={}).json()
+        return result
+
 
 class AsyncPublisher(_Base):
     """`Publisher` for asyncio (`httpx.AsyncClient`).
@@ -272,3 +361,50 @@ class AsyncPublisher(_Base):
                 raise BatchError(published, error) from error
             published.extend(response.json()["notifications"])
         return published
+
+    async def publish_topic(
+        self,
+        topic: str,
+        type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Json:
+        """As `Publisher.publish_topic`."""
+        path, body, headers = topic_publish(topic, type, data, idempotency_key)
+        result: Json = (await self.request("POST", path, json=body, headers=headers)).json()
+        return result
+
+    async def subscribe(
+        self, topic: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> tuple[int, int]:
+        """As `Publisher.subscribe`."""
+        added = removed = 0
+        for body in subscriber_changes(add, remove):
+            answer = (await self.request("POST", topic_path(topic), json=body)).json()
+            added, removed = added + answer["added"], removed + answer["removed"]
+        return added, removed
+
+    async def subscribers(self, topic: str, *, page: int = 1000) -> list[str]:
+        """As `Publisher.subscribers`, all of them in one list."""
+        found: list[str] = []
+        while True:
+            params = {"limit": page, **({"after": found[-1]} if found else {})}
+            response = await self.request("GET", topic_path(topic), params=params)
+            user_ids: list[str] = response.json()["user_ids"]
+            found.extend(user_ids)
+            if len(user_ids) < page:
+                return found
+
+    async def presence(self, user_ids: Sequence[str]) -> dict[str, Json]:
+        """As `Publisher.presence`."""
+        found: dict[str, Json] = {}
+        for chunk in id_chunks(user_ids):
+            response = await self.request("POST", "/v1/presence", json={"user_ids": chunk})
+            found.update(response.json()["presence"])
+        return found
+
+    async def revoke(self, user_id: str) -> Json:
+        """As `Publisher.revoke`."""
+        result: Json = (await self.request("POST", user_path(user_id, "revoke"), json={})).json()
+        return result

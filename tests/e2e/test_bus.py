@@ -104,7 +104,7 @@ async def test_listen_connection_killed_then_caught_up(pg_database: str) -> None
             try:
                 killed = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE query ILIKE 'LISTEN%' AND datname = $1",
+                    "WHERE application_name = 'notifier-listen' AND datname = $1",
                     pg_database.rsplit("/", 1)[1],
                 )
             finally:

@@ -37,6 +37,7 @@ from tests.support import (
     publish_batch,
     timeout,
     user_headers,
+    ws_connect,
 )
 
 FAST = Backoff(base=0.05, cap=0.5)
@@ -338,3 +339,47 @@ async def test_notifier_tail_prints_each_notification_once(pg_server: Server) ->
         await asyncio.wait_for(process.wait(), timeout(10))
     assert [n["seq"] for n in lines] == [1, 2, 3]
     assert all(n["user_id"] == user for n in lines)
+
+
+def test_topics_presence_and_revoke_through_the_sync_publisher(pg_server: Server) -> None:
+    """The publisher's topic, presence and revoke methods against the real routes: 1,500
+    subscribers go in two requests and come back in byte order over two pages; a topic
+    publish reaches each of them, and its repeat (the same key) answers the original
+    without a second notification; presence answers every id asked; revoke answers the
+    revocation."""
+    topic = f"sdk:{new_user()}"
+    users = sorted(new_user() for _ in range(1500))
+    with Publisher(pg_server.url, API_KEY, backoff=FAST) as notifier:
+        assert notifier.subscribe(topic, add=users) == (1500, 0)
+        assert notifier.subscribe(topic, add=users[:10]) == (0, 0)
+        assert list(notifier.subscribers(topic, page=1000)) == sorted(
+            users, key=lambda u: u.encode()
+        )
+        answer = notifier.publish_topic(topic, "news", {"n": 1}, idempotency_key=topic)
+        assert answer == {"topic": topic, "type": "news", "recipients": 1500}
+        assert notifier.publish_topic(topic, "news", {"n": 1}, idempotency_key=topic) == answer
+        assert stored(pg_server, users[0]) == [1] and stored(pg_server, users[-1]) == [1]
+        assert notifier.subscribe(topic, remove=users[:5]) == (0, 5)
+        presence = notifier.presence(users[:1200])
+        assert set(presence) == set(users[:1200])
+        assert presence[users[0]] == {"online": False, "connections": 0}
+        revoked = notifier.revoke(users[0])
+        assert revoked["user_id"] == users[0] and revoked["revoked_at"].endswith("Z")
+
+
+async def test_topics_and_presence_through_the_async_publisher(pg_server: Server) -> None:
+    """The asyncio publisher's methods give the same answers as the blocking one's, and
+    presence sees a connected user within the contract's 2 seconds."""
+    topic = f"sdk-async:{new_user()}"
+    users = [new_user() for _ in range(3)]
+    async with AsyncPublisher(pg_server.url, API_KEY, backoff=FAST) as notifier:
+        assert await notifier.subscribe(topic, add=users) == (3, 0)
+        assert await notifier.subscribers(topic, page=2) == sorted(users, key=str.encode)
+        answer = await notifier.publish_topic(topic, "news", {"n": 2})
+        assert answer["recipients"] == 3
+        async with ws_connect(pg_server, users[0]):
+            deadline = time.monotonic() + timeout(3)
+            while (await notifier.presence([users[0]]))[users[0]]["connections"] != 1:
+                assert time.monotonic() < deadline, "presence never showed the socket"
+                await asyncio.sleep(0.1)
+        assert (await notifier.revoke(users[1]))["user_id"] == users[1]

@@ -206,7 +206,7 @@ async def test_revocation_during_a_listen_outage_still_holds(fresh_pg_database: 
             try:
                 killed = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE query ILIKE 'LISTEN%' AND datname = $1",
+                    "WHERE application_name = 'notifier-listen' AND datname = $1",
                     fresh_pg_database.rsplit("/", 1)[1],
                 )
             finally:

@@ -196,7 +196,7 @@ async def terminate_listeners(database_url: str) -> int:
     try:
         killed: int = await admin.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE query ILIKE 'LISTEN%' AND datname = $1",
+            "WHERE application_name = 'notifier-listen' AND datname = $1",
             database_url.rsplit("/", 1)[1],
         )
         return killed

@@ -115,7 +115,7 @@ async def test_listen_connections_terminated(pg_database: str) -> None:
             try:
                 killed = await admin.fetchval(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE query ILIKE 'LISTEN%' AND datname = current_database()"
+                    "WHERE application_name = 'notifier-listen' AND datname = current_database()"
                 )
             finally:
                 await admin.close()
