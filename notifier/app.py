@@ -7,10 +7,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import notifier
@@ -24,6 +25,7 @@ from notifier.auth import ApiKeys, TokenVerifier
 from notifier.bus import create_bus
 from notifier.config import Settings
 from notifier.hub import Hub
+from notifier.keys import JwksFile, JwksUrl, KeySource, StaticKey
 from notifier.service import Service
 from notifier.store import create_store, sqlpublish
 
@@ -60,10 +62,22 @@ class App(FastAPI):
         return app
 
 
-def build_service(settings: Settings) -> Service:
+def token_keys(settings: Settings) -> KeySource:
+    """The configured source of user tokens' keys (ValueError if there is none or it is
+    unusable, as a key set file that does not parse)."""
+    algorithms = settings.effective_algorithms
+    if settings.jwks_file:
+        return JwksFile(settings.jwks_file, algorithms)
+    if settings.jwks_url:
+        return JwksUrl(settings.jwks_url, algorithms, settings.jwks_refresh_seconds)
     key = settings.jwt_public_key or settings.jwt_secret
     if key is None:
-        raise ValueError("a JWT secret or public key is required")
+        raise ValueError("a JWT secret, public key or key set is required")
+    return StaticKey(key, algorithms)
+
+
+def build_service(settings: Settings) -> Service:
+    keys = token_keys(settings)
     engine = db.create_engine(
         settings.database_url, lock_timeout_ms=settings.publish_lock_timeout_ms
     )
@@ -79,7 +93,7 @@ def build_service(settings: Settings) -> Service:
             origin=origin,
         ),
         verifier=TokenVerifier(
-            key=key,
+            keys=keys,
             algorithms=settings.effective_algorithms,
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
@@ -122,6 +136,10 @@ def create_app(
         version=notifier.__version__,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # Interactive pages (they load scripts from a CDN) only in development mode or
+        # when asked for; /openapi.json, which clients generate code from, always.
+        docs_url="/docs" if settings.interactive_docs else None,
+        redoc_url="/redoc" if settings.interactive_docs else None,
         # notifier exports Prometheus metrics and configures no OpenTelemetry provider;
         # FastAPI would otherwise look for one on every request (~7 µs of CPU).
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -129,7 +147,7 @@ def create_app(
     app.state.service = service
     if settings.access_log == "errors":
         app.access_log_slow_seconds = settings.access_log_slow_ms / 1000
-    app.add_middleware(BodyLimit, routes=app.router.routes)
+    app.add_middleware(BodyLimit, routes=app.router.routes, timeout=settings.body_timeout_seconds)
     # Outermost: a preflight is answered before any other middleware looks at it.
     app.add_middleware(UserRoutesCors, allowed_origins=settings.allowed_origins)
     lean.include(app, publish.router)
@@ -137,6 +155,10 @@ def create_app(
     app.include_router(topics.router)
     app.include_router(users.router)
     app.include_router(ops.router)
+    # Off the service port (404, and not in the OpenAPI document) when it is served on
+    # NOTIFIER_METRICS_PORT only (process.py).
+    if settings.metrics_on_service_port:
+        app.include_router(ops.metrics_router)
     app.include_router(client.router)
     app.include_router(demo.router)
 
@@ -157,6 +179,12 @@ def create_app(
             return await database_unavailable(_request, error)
         log.error("database error", exc_info=error)
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(_request: Request, _error: Exception) -> Response:
+        """The client left (or was cut off at a time limit) while its body was read:
+        nobody is left to answer, and nothing is worth a traceback."""
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, error: Exception) -> JSONResponse:

@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from jose import jwk, jws, jwt
-from jose.backends.base import Key
+from jose import jws, jwt
 from jose.exceptions import JOSEError
 
 from notifier.core.claims import ClaimsError, UserIdentity, check_claims
+from notifier.keys import KeySource, StaticKey
 
 MAX_TOKEN_LENGTH = 8192
 
@@ -38,15 +38,17 @@ class TokenVerifier:
     """Checks user tokens; built once, so the per-token work is the signature itself.
 
     The header is read first (with orjson) only to apply the allow-list and pick the
-    key; python-jose then checks the signature with a key object prepared here for each
-    allowed algorithm (given a string, jose would re-parse and re-build the key for
-    every token), and the payload's claims go to `core.claims`.
+    key (`keys`: one static key, or a key set looked up by the header's `kid`, see
+    `notifier.keys`); python-jose then checks the signature with a key object prepared
+    in advance (given a string, jose would re-parse and re-build the key for every
+    token), and the payload's claims go to `core.claims`.
     """
 
     def __init__(
         self,
         *,
-        key: str,
+        key: str | None = None,
+        keys: KeySource | None = None,
         algorithms: list[str],
         audience: str | None = None,
         issuer: str | None = None,
@@ -54,7 +56,10 @@ class TokenVerifier:
     ) -> None:
         if not algorithms or any(alg.lower() == "none" for alg in algorithms):
             raise ValueError("the JWT algorithm allow-list must name real algorithms")
-        self._keys: dict[str, Key | None] = {alg: _prepare(key, alg) for alg in algorithms}
+        if (key is None) == (keys is None):
+            raise ValueError("give a static key or a key source, not both or neither")
+        self._algorithms = frozenset(algorithms)
+        self.keys: KeySource = keys if keys is not None else StaticKey(key or "", algorithms)
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
@@ -66,12 +71,19 @@ class TokenVerifier:
             header = orjson.loads(_b64decode(token.partition(".")[0]))
         except (ValueError, TypeError) as error:  # base64 or JSON
             raise AuthError("malformed token") from error
+        if isinstance(header, dict) and "crit" in header:
+            # RFC 7515, section 4.1.11: extensions listed in `crit` must be understood,
+            # and this service understands none.
+            raise AuthError("token header names critical extensions ('crit') not supported")
         alg = header.get("alg") if isinstance(header, dict) else None
-        if not isinstance(alg, str) or alg not in self._keys:
+        if not isinstance(alg, str) or alg not in self._algorithms:
             raise AuthError("token algorithm not allowed")
-        key = self._keys[alg]
-        if key is None:  # the configured key cannot verify this algorithm
-            raise AuthError("invalid token")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise AuthError("malformed token")
+        key = self.keys.find(kid, alg)
+        if key is None:  # no configured key can verify this token
+            raise AuthError("invalid token" if kid is None else "unknown token key ('kid')")
         try:
             payload = jws.verify(token, key, algorithms=[alg])
         except JOSEError as error:
@@ -94,16 +106,6 @@ class TokenVerifier:
             )
         except ClaimsError as error:
             raise AuthError(str(error)) from error
-
-
-def _prepare(key: str, alg: str) -> Key | None:
-    """jose's key object for `alg`, or None if `key` is not a key for it (an RSA public
-    key cannot verify ES256; a PEM key is refused for HMAC, jose's guard against
-    algorithm confusion)."""
-    try:
-        return jwk.construct(key, alg)
-    except (JOSEError, ValueError, TypeError):
-        return None
 
 
 def _b64decode(segment: str) -> bytes:

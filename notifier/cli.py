@@ -18,7 +18,8 @@ from notifier.startup import StartupError, load_dev_credentials, load_settings
 
 def _serve(args: argparse.Namespace) -> int:
     from notifier import logs, process
-    from notifier.startup import check_secret, check_workers, preflight, resolve_credentials
+    from notifier.httpguard import GuardedHttpToolsProtocol
+    from notifier.startup import check_credentials, check_workers, preflight, resolve_credentials
 
     settings = load_settings()
     if args.access_log or args.no_access_log:
@@ -27,10 +28,10 @@ def _serve(args: argparse.Namespace) -> int:
     every_request = settings.access_log == "all"
     check_workers(settings, args.workers)
     settings, banner = resolve_credentials(settings, args.host, args.port)
-    weak = check_secret(settings, args.host)
+    warnings = check_credentials(settings, args.host)
     logs.configure(settings.log_level, access_log=every_request)
-    if weak:
-        logging.getLogger("notifier.startup").warning(weak)
+    for warning in warnings:
+        logging.getLogger("notifier.startup").warning(warning)
     preflight(settings)
     if banner:
         print(banner, flush=True)
@@ -42,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         host=args.host,
         port=args.port,
+        http=GuardedHttpToolsProtocol,
         ws="wsproto",
         ws_max_size=settings.ws_max_message_bytes,
         ws_per_message_deflate=False,

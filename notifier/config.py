@@ -9,6 +9,7 @@ development mode and for a weak secret, `--workers`) are in `startup.py`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated, Literal, Self
 
@@ -77,6 +78,47 @@ def weak_secret(secret: str) -> str | None:
     return None
 
 
+MIN_API_KEY_BYTES = 24
+"""An API key is a bearer secret checked online, where guesses are slow; 24 random
+characters (about 140 bits from `secrets.token_urlsafe(18)`) leave nothing to guess."""
+API_KEY_ADVICE = (
+    f"use at least {MIN_API_KEY_BYTES} random characters, e.g. "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`"
+)
+
+
+def weak_api_keys(entries: list[str]) -> str | None:
+    """Why one of `NOTIFIER_API_KEYS` must not guard a public listener, or None. The
+    message names the entry by its publisher name, never by its key."""
+    for entry in entries:
+        name, sep, key = entry.partition(":")
+        if not sep:  # named as auth.parse_api_keys names it
+            name, key = "key-" + hashlib.sha256(entry.encode()).hexdigest()[:8], entry
+        normalized = re.sub(r"[^a-z0-9]", "", key.lower())
+        if normalized in _PLACEHOLDERS or any(m in normalized for m in _PLACEHOLDER_MARKERS):
+            return f"NOTIFIER_API_KEYS: the key of '{name}' is a placeholder; {API_KEY_ADVICE}"
+        if len(key.encode()) < MIN_API_KEY_BYTES:
+            return (
+                f"NOTIFIER_API_KEYS: the key of '{name}' is {len(key.encode())} bytes; "
+                f"{API_KEY_ADVICE}"
+            )
+    return None
+
+
+def _malformed_api_key(entries: list[str]) -> str | None:
+    """An entry that names no publisher (`:key`) or holds no key (`name:`)."""
+    for entry in entries:
+        name, sep, key = entry.partition(":")
+        if sep and not name.strip():
+            return (
+                "NOTIFIER_API_KEYS has an entry with an empty publisher name (':key'): "
+                "write name:key, or the bare key"
+            )
+        if sep and not key:
+            return f"NOTIFIER_API_KEYS entry '{name}:' has no key after the colon"
+    return None
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -91,6 +133,11 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./notifier.db"
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
+    jwks_file: str | None = None
+    """A JWKS document on disk, reloaded when it changes (instead of a secret or key)."""
+    jwks_url: str | None = None
+    """The HTTPS URL of a JWKS document (an identity provider's `jwks_uri`)."""
+    jwks_refresh_seconds: float = Field(default=300.0, ge=1, le=86400)
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=list)
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
@@ -141,13 +188,38 @@ class Settings(BaseSettings):
     """Set by `startup.resolve_credentials` when it generated the JWT secret, never from
     the environment: the demo page may then mint development tokens for any user."""
 
+    # Hardening (docs/reference.md, Limits; SECURITY.md).
+    head_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    """A request head (request line and headers) must arrive within this; else 408."""
+    body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """A request body must arrive in full within this after its head; else 408."""
+    handshake_rate: float = Field(default=20.0, ge=0)
+    """WebSocket handshakes a second from one client address, in bursts of 5x; 0: none."""
+    max_token_lifetime_seconds: int = Field(default=86400, ge=5)
+    """No socket stays open longer than this after its handshake, renewed or not."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Also serve `GET /metrics` on this port (a listener of its own, for Prometheus)."""
+    metrics_on_service_port: bool = True
+    """`GET /metrics` on the service port; false: 404 there (use `metrics_port`)."""
+    interactive_docs: bool | None = None
+    """`/docs` and `/redoc`; unset: on in development mode only."""
+
     @field_validator("jwt_algorithms", "api_keys", "allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
     @field_validator(
-        "jwt_secret", "jwt_public_key", "jwt_audience", "jwt_issuer", "publish_rate", mode="before"
+        "jwt_secret",
+        "jwt_public_key",
+        "jwks_file",
+        "jwks_url",
+        "jwt_audience",
+        "jwt_issuer",
+        "metrics_port",
+        "interactive_docs",
+        "publish_rate",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -179,6 +251,27 @@ class Settings(BaseSettings):
         """The first rule between settings that this configuration breaks."""
         if self.jwt_secret and self.jwt_public_key:
             return "both NOTIFIER_JWT_SECRET and NOTIFIER_JWT_PUBLIC_KEY are set: keep only one"
+        sources = [
+            name
+            for name, value in (
+                ("NOTIFIER_JWT_SECRET", self.jwt_secret),
+                ("NOTIFIER_JWT_PUBLIC_KEY", self.jwt_public_key),
+                ("NOTIFIER_JWKS_FILE", self.jwks_file),
+                ("NOTIFIER_JWKS_URL", self.jwks_url),
+            )
+            if value
+        ]
+        if len(sources) > 1:
+            return f"{' and '.join(sources)} are all set: keep only one source of token keys"
+        if self.jwks_url:
+            from notifier.keys import check_jwks_url
+
+            problem = check_jwks_url(self.jwks_url)
+            if problem is not None:
+                return problem
+        malformed = _malformed_api_key(self.api_keys)
+        if malformed is not None:
+            return malformed
         algorithms = self.effective_algorithms
         unknown = [alg for alg in algorithms if alg not in HMAC_ALGORITHMS + KEY_ALGORITHMS]
         if unknown:
@@ -235,7 +328,13 @@ class Settings(BaseSettings):
         return "memory" if self.is_sqlite else "postgres"
 
     @property
+    def has_user_key(self) -> bool:
+        """Whether any source of token keys is configured."""
+        return bool(self.jwt_secret or self.jwt_public_key or self.jwks_file or self.jwks_url)
+
+    @property
     def effective_algorithms(self) -> list[str]:
         if self.jwt_algorithms:
             return [alg.upper() for alg in self.jwt_algorithms]
-        return ["RS256", "ES256"] if self.jwt_public_key else ["HS256"]
+        asymmetric = self.jwt_public_key or self.jwks_file or self.jwks_url
+        return ["RS256", "ES256"] if asymmetric else ["HS256"]

@@ -2,7 +2,10 @@
 
 uvicorn logs request paths with their query strings, and a WebSocket token may travel
 as `?access_token=...`: the filter below rewrites every record of uvicorn's loggers
-and ours before any handler sees it.
+and ours before any handler sees it. Query parameters are judged by their name and
+value as the server decodes them (`access_toke%6E=` is `access_token=` to the
+handshake, so it is to the redaction too), and anything shaped like a JWT is redacted
+wherever it appears.
 """
 
 from __future__ import annotations
@@ -11,16 +14,33 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 
 import orjson
 
-_SECRET_QUERY = re.compile(r"((?:access_token|token|api_key)=)[^&\s\"']+", re.IGNORECASE)
-_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_SECRET_NAMES = frozenset(
+    {"access_token", "token", "api_key", "apikey", "id_token", "refresh_token", "jwt", "key"}
+)
+_PAIR = re.compile(r"([^\s?&;=\"'<>]+)=([^&;\s\"'<>]*)")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=%-]+", re.IGNORECASE)
+_REDACTED = "[REDACTED]"
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
+def _pair(match: re.Match[str]) -> str:
+    name, value = match.group(1), match.group(2)
+    decoded_name = unquote_plus(name).strip().lower()
+    if decoded_name in _SECRET_NAMES or _JWT.search(unquote_plus(value)):
+        return f"{name}={_REDACTED}"
+    return match.group(0)
+
+
 def redact(text: str) -> str:
-    return _BEARER.sub(r"\1[REDACTED]", _SECRET_QUERY.sub(r"\1[REDACTED]", text))
+    """`text` with query-string credentials, bearer credentials and JWTs replaced."""
+    if "=" in text:
+        text = _PAIR.sub(_pair, text)
+    return _JWT.sub(_REDACTED, _BEARER.sub(rf"\1{_REDACTED}", text))
 
 
 def _scrub(value: object) -> object:

@@ -24,13 +24,16 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from notifier import gcpolicy, logs
 from notifier.app import create_app
 from notifier.config import Settings
+from notifier.httpguard import GuardedHttpToolsProtocol
 from notifier.service import Service
+from notifier.startup import StartupError
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -39,6 +42,9 @@ def worker_app(settings: Settings, *, access_log: bool = True) -> FastAPI:
     """The app of one served process, with that process's policies: uvicorn calls it
     (`factory=True`) in the process that will serve it."""
     logs.configure(settings.log_level, access_log=access_log)
+    GuardedHttpToolsProtocol.configure(
+        head_timeout=settings.head_timeout_seconds, body_timeout=settings.body_timeout_seconds
+    )
 
     @contextlib.asynccontextmanager
     async def served() -> AsyncIterator[None]:
@@ -82,6 +88,34 @@ def drain_on_stop(service: Service) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def metrics_listener(settings: Settings, host: str, folder: str | None) -> Iterator[None]:
+    """`GET /metrics` on `NOTIFIER_METRICS_PORT` (when set) for as long as the block
+    runs: prometheus_client's own small HTTP server, in a thread of this process (the
+    supervisor's, with `--workers N`, where it reads every worker's metrics from
+    `folder`). A listener apart from the service port, so the metrics, which name
+    publishers, can stay on a private network."""
+    if settings.metrics_port is None:
+        yield
+        return
+    registry: Any = REGISTRY
+    if folder is not None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    try:
+        server, thread = start_http_server(settings.metrics_port, addr=host, registry=registry)
+    except OSError as error:
+        raise StartupError(
+            f"cannot listen on NOTIFIER_METRICS_PORT {settings.metrics_port}: {error.strerror}"
+        ) from None
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 def run(settings: Settings, *, workers: int, **options: Any) -> int:
     """Serve until stopped, as `uvicorn.run` does; the exit status.
 
@@ -92,8 +126,10 @@ def run(settings: Settings, *, workers: int, **options: Any) -> int:
     factory = functools.partial(worker_app, settings, access_log=options.get("access_log", True))
     config = uvicorn.Config(factory, factory=True, workers=workers, **options)
     server = uvicorn.Server(config)
+    host = options.get("host", "127.0.0.1")
     if workers == 1:
-        server.run()  # Ctrl-C ends in KeyboardInterrupt: `main` exits with 130
+        with metrics_listener(settings, host, None):
+            server.run()  # Ctrl-C ends in KeyboardInterrupt: `main` exits with 130
         return 0 if server.started else STARTUP_FAILURE
     # prometheus_client reads this at import, in each worker: their metrics meet there.
     with tempfile.TemporaryDirectory(prefix="notifier-metrics-") as folder:
@@ -104,7 +140,7 @@ def run(settings: Settings, *, workers: int, **options: Any) -> int:
             supervisor = Multiprocess(config, target=server.run, sockets=sockets)  # type: ignore[call-arg]
         else:
             supervisor = Multiprocess(config, sockets=sockets)
-        with contextlib.suppress(KeyboardInterrupt):  # the supervisor handles SIGINT
-            supervisor.run()
+        with contextlib.suppress(KeyboardInterrupt), metrics_listener(settings, host, folder):
+            supervisor.run()  # the supervisor handles SIGINT
     failed = any(getattr(p, "exitcode", None) == STARTUP_FAILURE for p in supervisor.processes)
     return STARTUP_FAILURE if failed else 0

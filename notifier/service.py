@@ -27,7 +27,7 @@ from notifier.committer import GroupCommitter
 from notifier.config import Settings
 from notifier.connection import CLOSE_REVOKED, CLOSE_SERVICE_RESTART
 from notifier.core.claims import UserIdentity
-from notifier.core.ratelimit import PublishLimiter
+from notifier.core.ratelimit import KeyedLimiter, PublishLimiter
 from notifier.core.topics import TopicPublish, TopicPublished
 from notifier.expiry import Expiries
 from notifier.fanout import TopicFanout
@@ -75,8 +75,17 @@ class Service:
         self.draining = False
         """Set by `drain`: the process is stopping, every stream is closed with 1012."""
 
+        rate = self.settings.handshake_rate
+        self._handshakes = KeyedLimiter(rate, 5 * rate) if rate > 0 else None
+
+    def allow_handshake(self, address: str, now: float) -> bool:
+        """Whether a client at `address` may open another stream now
+        (NOTIFIER_HANDSHAKE_RATE, per client address, bursts of 5x; `now`: monotonic)."""
+        return self._handshakes is None or self._handshakes.allow(address, now)
+
     async def start(self) -> None:
         self._resync_now = asyncio.Event()
+        await self.verifier.keys.start()
         await self.bus.start(
             BusHandlers(
                 deliver=self._on_announcement,
@@ -91,6 +100,7 @@ class Service:
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.expiries.run(), name="expiries"),
             asyncio.create_task(self.presence.run(), name="presence"),
+            asyncio.create_task(self.verifier.keys.maintain(), name="token-keys"),
             asyncio.create_task(self.heartbeats.run(), name="heartbeats"),
         ]
         if self.settings.retention_days is not None:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import db
 from notifier.auth import mint_token, parse_api_keys
-from notifier.config import Settings, weak_secret
+from notifier.config import Settings, weak_api_keys, weak_secret
 
 
 class StartupError(Exception):
@@ -87,12 +87,19 @@ def resolve_credentials(
     settings: Settings, host: str, port: int = 8000
 ) -> tuple[Settings, str | None]:
     """Settings ready to serve, and the development banner when credentials were made."""
-    has_user_key = bool(settings.jwt_secret or settings.jwt_public_key)
+    has_user_key = settings.has_user_key
     has_api_key = bool(parse_api_keys(settings.api_keys))
     if has_user_key and has_api_key:
         return settings, None
     if not is_loopback(host):
-        missing = [] if has_user_key else ["NOTIFIER_JWT_SECRET (or NOTIFIER_JWT_PUBLIC_KEY)"]
+        missing = (
+            []
+            if has_user_key
+            else [
+                "NOTIFIER_JWT_SECRET (or NOTIFIER_JWT_PUBLIC_KEY, NOTIFIER_JWKS_FILE, "
+                "NOTIFIER_JWKS_URL)"
+            ]
+        )
         if not has_api_key:
             missing.append("NOTIFIER_API_KEYS")
         raise StartupError(
@@ -106,6 +113,8 @@ def resolve_credentials(
         update["jwt_algorithms"] = ["HS256"]
     if not has_api_key:
         update["api_keys"] = [f"dev:{dev['api_key']}"]
+    if settings.interactive_docs is None:
+        update["interactive_docs"] = True  # development mode serves /docs and /redoc
     resolved = settings.model_copy(update=update)
     if not has_user_key:
         resolved = resolved.in_development()
@@ -121,6 +130,32 @@ def check_secret(settings: Settings, host: str) -> str | None:
     if not is_loopback(host):
         raise StartupError(f"{problem} (a loopback --host allows it for development)")
     return f"{problem} (accepted on the loopback host {host}, for development only)"
+
+
+def check_credentials(settings: Settings, host: str) -> list[str]:
+    """Every credential rule that depends on the host, or the first one broken as a
+    `StartupError`; the warnings to log.
+
+    Off a loopback host: a weak JWT secret (`check_secret`) or a short or placeholder API
+    key refuses to start, and no `NOTIFIER_JWT_AUDIENCE` is warned about (RFC 8725,
+    section 3.9: without it, any token of the same issuer and key passes, including ones
+    minted for another service). On a loopback host a weak secret is a warning and a
+    short API key passes (tests and quick starts use them).
+    """
+    warnings: list[str] = []
+    weak = check_secret(settings, host)
+    if weak is not None:
+        warnings.append(weak)
+    problem = weak_api_keys(settings.api_keys)
+    if problem is not None and not is_loopback(host):
+        raise StartupError(f"{problem} (a loopback --host allows it for development)")
+    if settings.jwt_audience is None and not is_loopback(host):
+        warnings.append(
+            "NOTIFIER_JWT_AUDIENCE is unset: any token signed with this key is accepted, "
+            "including tokens your auth service minted for other services; set it to the "
+            "audience of the tokens meant for notifier"
+        )
+    return warnings
 
 
 def check_workers(settings: Settings, workers: int) -> None:
@@ -203,6 +238,29 @@ def _safe_url(url: str) -> str:
         return "<unparseable URL>"
 
 
+def _check_keys(settings: Settings) -> None:
+    """A key set must be there and usable before serving: the file read and parsed, the
+    URL fetched once (as the database must answer)."""
+    from notifier import keys
+
+    algorithms = settings.effective_algorithms
+    try:
+        if settings.jwks_file:
+            keys.JwksFile(settings.jwks_file, algorithms)
+        elif settings.jwks_url:
+            keys.parse_jwks(keys.fetch(settings.jwks_url), algorithms)
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+    except OSError as error:
+        reason = getattr(error, "reason", None) or error
+        raise StartupError(
+            f"cannot fetch NOTIFIER_JWKS_URL: {reason} (check the URL and that it answers "
+            f"within {keys.FETCH_TIMEOUT_SECONDS:g} s)"
+        ) from None
+
+
 def preflight(settings: Settings) -> None:
-    """What `serve` checks outside itself before binding its port: the database."""
+    """What `serve` checks outside itself before binding its port: the token key set,
+    the database."""
+    _check_keys(settings)
     asyncio.run(_check_database(settings))

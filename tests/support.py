@@ -93,6 +93,9 @@ class Server:
             NOTIFIER_JWT_SECRET=SECRET,
             NOTIFIER_API_KEYS=f"main:{API_KEY},other:{OTHER_API_KEY}",
             NOTIFIER_LOG_LEVEL="info",
+            # Tests open sockets from one address far faster than any client should; the
+            # limit has its own tests (tests/e2e/test_hostile.py).
+            NOTIFIER_HANDSHAKE_RATE="0",
         )
         env.update(self.env_extra)
         return env

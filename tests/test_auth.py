@@ -271,3 +271,19 @@ def test_api_key_is_not_a_user_token() -> None:
 def test_bearer_header_parsing(header: str | None, expected: str | None) -> None:
     """bearer() returns the credential of a `Bearer <credential>` header and None otherwise."""
     assert bearer(header) == expected
+
+
+def test_token_with_a_crit_header_is_refused() -> None:
+    """A `crit` header names extensions the verifier must understand; it understands
+    none, so any token carrying one is refused (RFC 7515, section 4.1.11)."""
+    for crit in (["exp"], ["b64"], []):
+        token = jwt.encode(claims(), SECRET, algorithm="HS256", headers={"crit": crit})
+        with pytest.raises(AuthError, match="crit"):
+            hs256().verify(token)
+
+
+def test_token_with_a_non_string_kid_is_refused() -> None:
+    """`kid` names a key: anything but a string is a malformed token."""
+    token = jwt.encode(claims(), SECRET, algorithm="HS256", headers={"kid": 7})
+    with pytest.raises(AuthError, match="malformed"):
+        hs256().verify(token)

@@ -164,3 +164,34 @@ def test_a_random_secret_is_not_weak() -> None:
     import secrets
 
     assert weak_secret(secrets.token_urlsafe(32)) is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [(":key-without-a-name", "empty publisher name"), ("main:", "has no key")],
+)
+def test_api_key_entry_without_name_or_key_is_refused(entry: str, message: str) -> None:
+    """`:key` would make a publisher with an empty name, `name:` a publisher without a
+    key: both are refused on every host."""
+    with pytest.raises(ValidationError, match=message):
+        Settings(api_keys=["good:key-0123456789", entry])
+
+
+def test_only_one_source_of_token_keys() -> None:
+    """A secret, a public key, a JWKS file and a JWKS URL: at most one."""
+    with pytest.raises(ValidationError, match="NOTIFIER_JWT_SECRET and NOTIFIER_JWKS_FILE"):
+        Settings(jwt_secret="s" * 40, jwks_file="/etc/jwks.json")
+    with pytest.raises(ValidationError, match="only one source of token keys"):
+        Settings(jwks_file="/etc/jwks.json", jwks_url="https://id.example.com/jwks")
+    assert Settings(jwks_file="/etc/jwks.json").effective_algorithms == ["RS256", "ES256"]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://id.example.com/jwks", "ftp://id.example.com/jwks", "file:///etc/jwks.json"]
+)
+def test_jwks_url_must_be_https(url: str) -> None:
+    """A key set fetched in clear could be replaced on the way: https only (plain http
+    to a loopback host only, for tests)."""
+    with pytest.raises(ValidationError, match="https://"):
+        Settings(jwks_url=url)
+    Settings(jwks_url="http://127.0.0.1:9/jwks.json")

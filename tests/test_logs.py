@@ -101,3 +101,19 @@ async def test_server_logs_carry_no_token_or_api_key(tmp_path: Path) -> None:
     assert token.rsplit(".", 1)[1] not in logs
     assert api_key not in logs
     assert SECRET not in logs
+
+
+def test_redact_percent_encoded_parameter_names() -> None:
+    """`access_toke%6E=` is `access_token=` to the handshake, and to the redaction."""
+    for name in ("access_toke%6E", "%61ccess_token", "ACCESS_TOKEN", "access%5Ftoken"):
+        text = redact(f'"WebSocket /v1/ws?after=1&{name}={TOKEN}" [accepted]')
+        assert TOKEN not in text and "c2lnbmF0dXJlLXNlY3JldA" not in text, text
+        assert "after=1" in text
+
+
+def test_redact_a_jwt_anywhere() -> None:
+    """A JWT under any parameter name, percent-encoded, or bare in text is removed."""
+    encoded = TOKEN.replace("e", "%65")
+    for text in (f"/x?foo={TOKEN}", f"/x?foo={encoded}", f"token was {TOKEN}.", f"/p/{TOKEN}"):
+        assert "c2lnbmF0dXJlLXNlY3JldA" not in redact(text), text
+        assert "eyJhbGciOiJIUzI1NiJ9" not in redact(text), text

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from notifier.config import Settings
-from notifier.startup import StartupError, check_secret, check_workers, is_loopback
+from notifier.startup import (
+    StartupError,
+    check_credentials,
+    check_secret,
+    check_workers,
+    is_loopback,
+)
 
 LONG = "startup-test-secret-0123456789-0123456789"
 PG = "postgresql+asyncpg://postgres@127.0.0.1/x"
@@ -61,3 +67,35 @@ def test_workers_need_postgres_and_a_shared_bus() -> None:
             check_workers(settings, 2)
     with pytest.raises(StartupError, match="at least 1"):
         check_workers(Settings(), 0)
+
+
+STRONG_KEY = "k" * 10 + "Zq3-9xT_u7wPbN4mRs2"
+
+
+@pytest.mark.parametrize(
+    "keys", [["main:short"], ["main:CHANGE-ME-a-long-random-key"], ["bare-short-key"]]
+)
+def test_a_short_or_placeholder_api_key_is_refused_off_loopback(keys: list[str]) -> None:
+    """Off loopback a short or placeholder API key stops serve; the message names the
+    publisher, never the key. On a loopback host it passes."""
+    settings = Settings(jwt_secret=LONG, api_keys=keys, jwt_audience="notifier")
+    with pytest.raises(StartupError) as caught:
+        check_credentials(settings, "0.0.0.0")
+    assert str(caught.value).startswith("NOTIFIER_API_KEYS: the key of ")
+    key = keys[0].partition(":")[2] or keys[0]
+    assert key not in str(caught.value)
+    assert check_credentials(settings, "127.0.0.1") == []
+
+
+def test_strong_keys_and_an_audience_start_without_a_word() -> None:
+    """Long random credentials and an audience: nothing to refuse or warn about."""
+    settings = Settings(jwt_secret=LONG, api_keys=[f"main:{STRONG_KEY}"], jwt_audience="n")
+    assert check_credentials(settings, "0.0.0.0") == []
+
+
+def test_no_audience_is_warned_about_off_loopback() -> None:
+    """Without NOTIFIER_JWT_AUDIENCE on a public host, a warning names it (RFC 8725)."""
+    settings = Settings(jwt_secret=LONG, api_keys=[f"main:{STRONG_KEY}"])
+    [warning] = check_credentials(settings, "0.0.0.0")
+    assert warning.startswith("NOTIFIER_JWT_AUDIENCE is unset")
+    assert check_credentials(settings, "127.0.0.1") == []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -66,7 +67,9 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         transport=SSE,
     )
     metrics.OPEN_SSE_STREAMS.inc()
-    service.expiries.watch(connection, identity.expires_at)
+    # A stream lives at most NOTIFIER_MAX_TOKEN_LIFETIME_SECONDS, whatever its token says.
+    lifetime = service.settings.max_token_lifetime_seconds
+    service.expiries.watch(connection, min(identity.expires_at, time.time() + lifetime))
     del identity
     try:
         try:
@@ -115,6 +118,11 @@ async def _admit(
     cors = _cors(origin, allowed)
     if scope["method"] != "GET":
         await _refuse(send, 405, "use GET", cors, allow=True)
+        return None
+    client = scope.get("client")
+    if not service.allow_handshake(client[0] if client else "", time.monotonic()):
+        metrics.AUTH_REFUSED.labels("rate").inc()
+        await _refuse(send, 429, "too many streams opened from this address", cors, retry=True)
         return None
     if handshake.origin_refused(allowed, origin):
         metrics.AUTH_REFUSED.labels("origin").inc()

@@ -70,6 +70,8 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
     identity, after = admitted
     del admitted
     user_id = identity.user_id
+    # However often its token is renewed, a socket lives at most this long.
+    ends_at = time.time() + service.settings.max_token_lifetime_seconds
     connection = Connection(
         user_id=user_id,
         store=service.store,
@@ -81,7 +83,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         issued_at=identity.issued_at,
     )
     metrics.OPEN_SOCKETS.inc()
-    service.expiries.watch(connection, identity.expires_at)
+    service.expiries.watch(connection, min(identity.expires_at, ends_at))
     del identity
     try:
         try:
@@ -110,7 +112,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
                 if connection.close_code is None:
                     if bucket is None:
                         bucket = TokenBucket(FRAME_RATE, FRAME_BURST, time.monotonic())
-                    await _on_message(service, connection, bucket, message)
+                    await _on_message(service, connection, bucket, message, ends_at)
         except asyncio.CancelledError:
             if not connection.gave_up:
                 raise
@@ -134,6 +136,11 @@ async def _admit(
     """
     if scope["path"] != PATH:
         await send({"type": "websocket.close", "code": 1000})  # before accept: HTTP 403
+        return None
+    client = scope.get("client")
+    if not service.allow_handshake(client[0] if client else "", time.monotonic()):
+        metrics.AUTH_REFUSED.labels("rate").inc()
+        await _refuse(send, CLOSE_TOO_MANY_STREAMS, "too many handshakes from this address")
         return None
     headers = handshake.headers(scope, (b"origin", b"authorization"))
     if handshake.origin_refused(service.settings.allowed_origins, headers.get("origin")):
@@ -173,7 +180,7 @@ async def _refuse(send: Send, code: int, reason: str) -> None:
 
 
 async def _on_message(
-    service: Service, connection: Connection, bucket: TokenBucket, message: Message
+    service: Service, connection: Connection, bucket: TokenBucket, message: Message, ends_at: float
 ) -> None:
     """One frame from the client."""
     if not bucket.allow(time.monotonic()):
@@ -210,4 +217,4 @@ async def _on_message(
             connection.push(error_frame("could not check the token; try again"))
             return
         connection.issued_at = fresh.issued_at
-        service.expiries.watch(connection, fresh.expires_at)
+        service.expiries.watch(connection, min(fresh.expires_at, ends_at))

@@ -6,6 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+MAX_EXP_AHEAD_SECONDS = 366 * 86400
+"""An `exp` further ahead than this is refused: no access token lives a year, and one
+that claims to (`exp` in milliseconds, or 1e300) is a bug or an attack. A socket's life
+is bounded separately (NOTIFIER_MAX_TOKEN_LIFETIME_SECONDS)."""
+
 
 class ClaimsError(ValueError):
     """The token's claims do not admit it; the message names the claim."""
@@ -45,11 +50,15 @@ def check_claims(
     sub = claims.get("sub")
     if not isinstance(sub, str) or not 1 <= len(sub) <= 255:
         raise ClaimsError("'sub' must be a string of 1..255 characters")
+    if "\x00" in sub:  # a user id never holds NUL (publish refuses it; PostgreSQL cannot)
+        raise ClaimsError("'sub' must not contain NUL characters")
     exp = _number(claims, "exp")
     if exp is None:
         raise ClaimsError("'exp' is required")
     if now >= exp + leeway:
         raise ClaimsError("token expired")
+    if exp > now + leeway + MAX_EXP_AHEAD_SECONDS:
+        raise ClaimsError("'exp' is more than 366 days ahead")
     nbf = _number(claims, "nbf")
     if nbf is not None and now + leeway < nbf:
         raise ClaimsError("token not yet valid")

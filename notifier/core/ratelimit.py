@@ -66,3 +66,33 @@ class PublishLimiter:
         if bucket is None:
             bucket = self._buckets[publisher] = TokenBucket(self._rate, self._burst, now)
         return bucket.take(cost, now)
+
+
+class KeyedLimiter:
+    """A `TokenBucket` per key (a client address), for at most `max_keys` keys.
+
+    The least recently seen key is forgotten first when there are more: memory stays
+    bounded whatever the number of addresses, and a forgotten key only starts again
+    with a full bucket.
+    """
+
+    __slots__ = ("_buckets", "_burst", "_max_keys", "_rate")
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 65536) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._max_keys = max_keys
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        """Take one token from `key`'s bucket if there is one."""
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            bucket = TokenBucket(self._rate, self._burst, now)
+            if len(self._buckets) >= self._max_keys:
+                del self._buckets[next(iter(self._buckets))]
+        self._buckets[key] = bucket  # most recently seen last
+        return bucket.allow(now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -1,10 +1,20 @@
-"""Body limits come from the routes' own declarations (`max_body_size`)."""
+"""Body limits come from the routes' own declarations (`max_body_size`); the checks
+every stored `data` passes."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Response
+import pytest
+from fastapi import APIRouter, FastAPI, HTTPException, Response
 
-from notifier.api.body import BATCH_BODY_LIMIT, SINGLE_BODY_LIMIT, RouteLimits
+from notifier.api.body import (
+    BATCH_BODY_LIMIT,
+    MAX_DATA_DEPTH,
+    SINGLE_BODY_LIMIT,
+    DataError,
+    RouteLimits,
+    check_data,
+    encode_data,
+)
 from notifier.app import App
 
 
@@ -48,3 +58,44 @@ def test_the_publish_routes_declare_their_limits(app: App) -> None:
     assert limit("POST", "/v1/notifications") == SINGLE_BODY_LIMIT
     assert limit("POST", "/v1/notifications/batch") == BATCH_BODY_LIMIT
     assert limit("POST", "/v1/me/notifications/read") == SINGLE_BODY_LIMIT
+
+
+def _nested(depth: int, leaf: object = None) -> dict[str, object]:
+    data: dict[str, object] = {"leaf": leaf} if leaf is not None else {}
+    for _ in range(depth - 1):
+        data = {"a": data}
+    return data
+
+
+def test_check_data_bounds_depth_at_64() -> None:
+    """64 levels pass, 65 are refused, objects and arrays alike."""
+    check_data(_nested(MAX_DATA_DEPTH))
+    with pytest.raises(DataError, match="nested more than 64"):
+        check_data(_nested(MAX_DATA_DEPTH + 1))
+    lists: list[object] = []  # 1 level
+    for _ in range(MAX_DATA_DEPTH - 2):
+        lists = [lists]  # 63 levels: {"l": lists} is 64
+    check_data({"l": lists})
+    with pytest.raises(DataError):
+        check_data({"l": [lists]})
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**30])
+def test_check_data_refuses_integers_beyond_64_bits(value: int) -> None:
+    """An integer orjson cannot store exactly is refused, however deep."""
+    with pytest.raises(DataError, match="64 bits"):
+        check_data(_nested(5, leaf=[value]))
+    check_data(_nested(5, leaf=[2**64 - 1, -(2**63)]))
+
+
+def test_encode_data_maps_each_refusal_to_its_status() -> None:
+    """Too deep and too big an integer are 422 (naming the item), over the size 413."""
+    assert encode_data({"a": [1, "x"]}, max_bytes=100) == '{"a":[1,"x"]}'
+    for bad in (_nested(65), _nested(300), {"n": 2**64}):
+        with pytest.raises(HTTPException) as caught:
+            encode_data(bad, max_bytes=10**6, index=3)
+        assert caught.value.status_code == 422
+        assert str(caught.value.detail).startswith("notifications[3].data: ")
+    with pytest.raises(HTTPException) as caught:
+        encode_data({"p": "x" * 100}, max_bytes=100)
+    assert caught.value.status_code == 413

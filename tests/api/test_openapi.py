@@ -321,7 +321,7 @@ async def test_every_answer_has_an_example(document: dict[str, Any]) -> None:
 def declarations() -> Iterator[tuple[str, Any, dict[str, Any]]]:
     """(where, code, answer) for every answer the routes declare, and the planned ones."""
     routers = (inbox.router, ops.router, publish.router, users.router, client_routes.router)
-    routers += (topics.router,)
+    routers += (topics.router, ops.metrics_router)
     for route in (route for router in routers for route in router.routes):
         if isinstance(route, APIRoute):
             for method in route.methods:

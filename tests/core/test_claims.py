@@ -107,10 +107,11 @@ def test_issuer_match_is_accepted() -> None:
         pytest.param(["alice"], id="list"),
         pytest.param("", id="empty"),
         pytest.param("x" * 256, id="too-long"),
+        pytest.param("al\x00ice", id="NUL"),
     ],
 )
 def test_bad_sub_is_refused(sub: object) -> None:
-    """`sub` must be a string of 1..255 characters."""
+    """`sub` must be a string of 1..255 characters, without NUL."""
     with pytest.raises(ClaimsError, match="sub"):
         check_claims(claims(sub=sub), now=NOW)
 

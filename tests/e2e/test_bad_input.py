@@ -64,6 +64,21 @@ def body_of(user: str, **fields: Any) -> bytes:
     return orjson.dumps({k: v for k, v in body.items() if v is not _MISSING})
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """A data object `depth` levels deep (`{}` is 1)."""
+    data: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        data = {"a": data}
+    return data
+
+
+def deep_body(user: str, depth: int) -> bytes:
+    """A publish body whose data is `depth` levels deep, built as bytes: orjson would not
+    serialize the body of a 254-level data object (255 levels in all)."""
+    head = orjson.dumps({"user_id": user, "type": "bad.input"})[:-1]
+    return head + b',"data":' + b'{"a":' * (depth - 1) + b"{}" + b"}" * (depth - 1) + b"}"
+
+
 class _Missing:
     pass
 
@@ -105,6 +120,15 @@ BAD_PUBLISH_BODIES: dict[str, Callable[[str], tuple[bytes, int]]] = {
     "Infinity in data": lambda u: (body_of(u).replace(b'"v"', b"Infinity"), 422),
     "-Infinity in data": lambda u: (body_of(u).replace(b'"v"', b"-Infinity"), 422),
     "data NaN": lambda u: (body_of(u).replace(b'{"k":"v"}', b"NaN"), 422),
+    "data nested 65 levels": lambda u: (deep_body(u, 65), 422),
+    "data nested 254 levels": lambda u: (deep_body(u, 254), 422),
+    "data nested 900 levels": lambda u: (deep_body(u, 900), 422),
+    "integer beyond 64 bits": lambda u: (body_of(u).replace(b'"v"', b"18446744073709551616"), 422),
+    "negative integer beyond 64 bits": lambda u: (
+        body_of(u).replace(b'"v"', b"-9223372036854775809"),
+        422,
+    ),
+    "integer of 5000 digits": lambda u: (body_of(u).replace(b'"v"', b"9" * 5000), 422),
     "data one byte over the limit": lambda u: (
         body_of(u, data=sized_data(DEFAULT_MAX_PAYLOAD + 1)),
         413,
@@ -122,6 +146,49 @@ def test_bad_publish_body_is_refused_and_stores_nothing(server: Server, case: st
     assert_error(publish_raw(server, body), status)
     assert inbox(server, user) == []
     assert published_total(server) == before
+
+
+@pytest.mark.parametrize("depth", [65, 254])
+def test_deep_data_with_an_idempotency_key_is_422(server: Server, depth: int) -> None:
+    """data nested past 64 levels is 422 with an Idempotency-Key too, single and batch
+    (it was a 500: the key's fingerprint nests data one level deeper than orjson allows)."""
+    user = new_user()
+    before = published_total(server)
+    key = uuid.uuid4().hex
+    assert_error(publish_raw(server, deep_body(user, depth), **{"Idempotency-Key": key}), 422)
+    item = deep_body(user, depth)[:-1] + b',"idempotency_key":"' + key.encode() + b'"}'
+    assert_error(batch_raw(server, b'{"notifications":[' + item + b"]}"), 422)
+    assert inbox(server, user) == []
+    assert published_total(server) == before
+
+
+def test_data_64_levels_deep_is_stored_and_repeats(server: Server) -> None:
+    """data exactly 64 levels deep is 201, and its Idempotency-Key repeat is 200."""
+    user = new_user()
+    key = uuid.uuid4().hex
+    first = publish_raw(server, deep_body(user, 64), **{"Idempotency-Key": key})
+    assert first.status_code == 201, first.text
+    repeat = publish_raw(server, deep_body(user, 64), **{"Idempotency-Key": key})
+    assert repeat.status_code == 200 and repeat.json() == first.json()
+    assert first.json()["data"] == nested(64)
+    items = [{"user_id": user, "type": "t", "data": nested(64), "idempotency_key": key + "b"}]
+    assert batch_raw(server, orjson.dumps({"notifications": items})).status_code == 201
+
+
+def test_64_bit_integers_are_stored_exactly(server: Server) -> None:
+    """The integers at both ends of 64 bits, and long digit runs inside strings, are
+    stored exactly (not as floats)."""
+    user = new_user()
+    data = {
+        "max": 18446744073709551615,
+        "min": -9223372036854775808,
+        "digits": "123456789012345678901234567890",
+        "float": 12345678901234567890.5,
+    }
+    response = publish_raw(server, body_of(user, data=data))
+    assert response.status_code == 201, response.text
+    assert response.json()["data"] == data
+    assert inbox(server, user)[0]["data"] == data
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,7 @@ BAD_USER_CREDENTIALS: dict[str, Callable[[str], str | None]] = {
     "no sub": lambda user: f"Bearer {make_token(user, sub=None)}",
     "empty sub": lambda user: f"Bearer {make_token(user, sub='')}",
     "sub a number": lambda user: f"Bearer {make_token(user, sub=12345)}",
+    "NUL in sub": lambda user: f"Bearer {make_token(user, sub=user + chr(0) + 'x')}",
 }
 
 # Authorization header values that must not pass as a publisher.

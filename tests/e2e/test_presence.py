@@ -155,3 +155,13 @@ async def test_three_instances_one_killed(pg_database: str) -> None:
         took = await settles(lambda: int(presence(a, user)["connections"]), 3, 30)
         assert time.monotonic() - killed_at < timeout(30), took
         assert presence(b, user)["connections"] == 3
+
+
+def test_presence_of_a_user_id_with_a_newline(server: Server) -> None:
+    """A user id may hold a newline (only NUL is refused): its presence route is found
+    (it was a 404: the path convertor stopped at the newline)."""
+    response = httpx.get(
+        server.url + "/v1/users/a%0Ab/presence", headers=publisher_headers(), timeout=10
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["user_id"] == "a\nb"

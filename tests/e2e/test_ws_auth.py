@@ -49,6 +49,7 @@ BAD_TOKENS: dict[str, Callable[[str], str | None]] = {
     "alg-hs512-not-allowed": lambda user: make_token(user, algorithm="HS512"),
     "api-key-as-token": lambda user: API_KEY,
     "not-yet-valid": lambda user: make_token(user, nbf=int(time.time()) + 600),
+    "nul-in-sub": lambda user: make_token(user + "\x00x"),
 }
 
 

@@ -16,6 +16,8 @@ from notifier.api import responses as doc
 from notifier.api.deps import ServiceDep
 
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
+"""`GET /metrics` alone: the app leaves it out with NOTIFIER_METRICS_ON_SERVICE_PORT=false."""
 
 _READY = {"status": "ready", "database": "up", "bus": "up", "bus_kind": "postgres"}
 _METRICS_EXAMPLE = (
@@ -86,7 +88,7 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if database == "up" else 503)
 
 
-@router.get(
+@metrics_router.get(
     "/metrics",
     response_model=None,
     responses={
@@ -129,8 +131,9 @@ def _asyncapi() -> bytes | None:
             "as Server-Sent Events, `/v1/sse`.",
             "content": {
                 _YAML: {
-                    "schema": {"type": "string"},
-                    "example": "asyncapi: 3.0.0\ninfo:\n  title: notifier\n",
+                    # A YAML document whose top level is a mapping (readers parse it).
+                    "schema": {"type": "object", "required": ["asyncapi"]},
+                    "example": {"asyncapi": "3.0.0", "info": {"title": "notifier"}},
                 }
             },
         },

@@ -9,10 +9,15 @@ enforces before the route sees the body.
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from notifier.api.body import BATCH_BODY_LIMIT, SINGLE_BODY_LIMIT, JSONBytes, parse
+from notifier.api.body import (
+    BATCH_BODY_LIMIT,
+    SINGLE_BODY_LIMIT,
+    JSONBytes,
+    encode_data,
+    parse,
+)
 from notifier.api.deps import (
     IDEMPOTENCY_KEY_PARAMETER,
     IdempotencyKeyDep,
@@ -35,19 +40,12 @@ _JSON = "application/json"
 def _new(
     item: PublishIn, key: str | None, max_payload: int, index: int | None = None
 ) -> NewNotification:
-    try:
-        data_json = orjson.dumps(item.data)
-    except TypeError as error:  # an integer beyond 64 bits
-        raise HTTPException(422, detail=f"data cannot be stored: {error}") from None
-    if len(data_json) > max_payload:
-        where = "data" if index is None else f"notifications[{index}].data"
-        raise HTTPException(
-            413, detail=f"{where} is {len(data_json)} bytes, over the {max_payload}-byte limit"
-        )
+    data_json = encode_data(item.data, max_bytes=max_payload, index=index)
     return NewNotification(
         user_id=item.user_id,
         type=item.type,
-        data_json=data_json.decode(),
+        data_json=data_json,
+        # Safe to serialize once `encode_data` admitted `data`: far below orjson's depth.
         fingerprint=fingerprint(item.user_id, item.type, item.data) if key is not None else "",
         idempotency_key=key,
     )
@@ -58,7 +56,10 @@ def _new(
     status_code=201,
     max_body_size=SINGLE_BODY_LIMIT,
     openapi_extra={
-        "requestBody": {"content": {_JSON: {"schema": PublishIn.model_json_schema()}}},
+        "requestBody": {
+            "required": True,
+            "content": {_JSON: {"schema": PublishIn.model_json_schema()}},
+        },
         "parameters": [IDEMPOTENCY_KEY_PARAMETER],
     },
     responses=PUBLISH_RESPONSES,
@@ -82,7 +83,10 @@ async def publish(
     status_code=201,
     max_body_size=BATCH_BODY_LIMIT,
     openapi_extra={
-        "requestBody": {"content": {_JSON: {"schema": BatchIn.model_json_schema()}}},
+        "requestBody": {
+            "required": True,
+            "content": {_JSON: {"schema": BatchIn.model_json_schema()}},
+        },
     },
     responses=BATCH_RESPONSES,
 )

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from notifier.api import responses as doc
-from notifier.api.body import parse
+from notifier.api.body import encode_data, parse
 from notifier.api.deps import (
     IDEMPOTENCY_KEY_PARAMETER,
     IdempotencyKeyDep,
@@ -109,20 +109,14 @@ async def publish_topic(
     "recipients"}`."""
     check_rate(service, publisher.name, 1)
     body = await parse(request, TopicPublishIn)
-    try:
-        data_json = orjson.dumps(body.data)
-    except TypeError as error:  # an integer beyond 64 bits
-        raise HTTPException(422, detail=f"data cannot be stored: {error}") from None
-    limit = service.settings.max_payload_bytes
-    if len(data_json) > limit:
-        raise HTTPException(
-            413, detail=f"data is {len(data_json)} bytes, over the {limit}-byte limit"
-        )
+    # The checks of every stored `data` (depth, integers, size): the fingerprint below
+    # nests it two levels deeper, which orjson could not serialize past 252 levels.
+    data_json = encode_data(body.data, max_bytes=service.settings.max_payload_bytes)
     publish = TopicPublish(
         publisher=publisher.name,
         topic=topic,
         type=body.type,
-        data_json=data_json.decode(),
+        data_json=data_json,
         fingerprint=topic_fingerprint(topic, body.type, body.data) if key is not None else "",
         idempotency_key=key,
     )
