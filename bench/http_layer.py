@@ -54,6 +54,8 @@ def _scope(method: str, path: str, headers: Headers) -> Scope:
 
 
 async def _one(app: ASGIApp, method: str, path: str, headers: Headers, body: bytes) -> int:
+    if body:  # as every HTTP client sends it (a chunked body takes another path)
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
     status = 0
     sent = False
 
