@@ -13,6 +13,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
+from notifier.api import paths  # noqa: F401  (registers {name:anything})
 from notifier.api import responses as doc
 from notifier.api.body import encode_data, parse
 from notifier.api.deps import (
@@ -40,7 +41,7 @@ Topic = Annotated[
 
 
 @router.post(
-    "/{topic:path}/subscribers",
+    "/{topic:anything}/subscribers",
     response_model=None,
     openapi_extra={
         "requestBody": {
@@ -66,7 +67,7 @@ async def change_subscribers(
 
 
 @router.get(
-    "/{topic:path}/subscribers", response_model=None, responses=doc.SUBSCRIBERS_LIST_RESPONSES
+    "/{topic:anything}/subscribers", response_model=None, responses=doc.SUBSCRIBERS_LIST_RESPONSES
 )
 async def list_subscribers(
     topic: Topic,
@@ -80,7 +81,7 @@ async def list_subscribers(
 
 
 @router.post(
-    "/{topic:path}/notifications",
+    "/{topic:anything}/notifications",
     status_code=201,
     response_model=None,
     openapi_extra={
