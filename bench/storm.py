@@ -226,6 +226,7 @@ class Storm:
         self.refused_when: dict[str, list[float]] = {}  # cause: [first, last] (monotonic)
         self.handshakes: list[float] = []  # connect to `replayed`, during the storm
         self.handshakes_at: list[float] = []  # when each of them completed (monotonic)
+        self.cpu_per_second: dict[int, tuple[float, float]] = {}  # server, postgres
         self.upgrades: list[float] = []  # connect to `101` / `200`
         self.stop = False
         self.sources = 0
@@ -358,7 +359,7 @@ class Storm:
         self.upgrades.append(upgraded)
         remaining = max(0.0, started + CONNECT_TIMEOUT - monotonic())
         waiters: set[asyncio.Future[Any]] = {peer.replayed, peer.lost}
-        await asyncio.wait(waiters, timeout=remaining)
+        await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         if peer.replayed.done():
             self.handshakes.append(peer.replayed.result() - started)
             self.handshakes_at.append(peer.replayed.result())
@@ -431,6 +432,7 @@ class Storm:
         publisher = asyncio.ensure_future(self.publisher(done_publishing))
         await asyncio.sleep(0.5)  # the publisher's steady state first
         restarted.set()
+        sampler = asyncio.ensure_future(self.sample_cpu(monotonic()))
         timeline = await self.restart()
         meter_new = loadgen.CpuMeter(self.server.process.pid)
         loadgen.log("server ready again; waiting for every client")
@@ -441,6 +443,7 @@ class Storm:
             )
         all_live_at = monotonic() if self.all_live.is_set() else None
         cpu = meter_new.stop()
+        sampler.cancel()
         closes_storm = dict(loadgen.CLOSE_CODES)
         await asyncio.sleep(self.args.tail)
         done_publishing.set()
@@ -514,13 +517,34 @@ class Storm:
             "generator_counters": dict(loadgen.COUNTS),
         }
 
+    async def sample_cpu(self, t0: float) -> None:
+        """Each second after the signal: the CPU the server (whichever is running) and
+        PostgreSQL's backends for this database used in it, as a share of one core."""
+        last_server: tuple[int, float] = (0, 0.0)
+        last_pg: dict[int, float] = {}
+        for second in range(int(self.args.timeout) + 1):
+            await asyncio.sleep(max(0.0, t0 + second - monotonic()))
+            pid = self.server.process.pid
+            server = loadgen.cpu_seconds(loadgen.process_tree(pid))
+            pg = loadgen.postgres_backends(self.database.name)
+            if second and last_server[0] == pid:
+                used = sum(max(0.0, c - last_pg.get(b, 0.0)) for b, c in pg.items())
+                self.cpu_per_second[second - 1] = (server - last_server[1], used)
+            last_server, last_pg = (pid, server), pg
+
     def per_second(self, t0: float) -> list[list[float]]:
-        """[second after the signal, streams live again in it, their handshake p99 ms]."""
+        """[second after the signal, streams live again in it, their handshake p99 ms,
+        server CPU, PostgreSQL CPU (shares of a core)]."""
         buckets: dict[int, list[float]] = collections.defaultdict(list)
         for at, took in zip(self.handshakes_at, self.handshakes, strict=True):
             buckets[int(at - t0)].append(took)
         return [
-            [second, len(took), round(loadgen.percentile(sorted(took), 0.99) * 1000, 1)]
+            [
+                second,
+                len(took),
+                round(loadgen.percentile(sorted(took), 0.99) * 1000, 1),
+                *(round(c, 2) for c in self.cpu_per_second.get(second, (-1.0, -1.0))),
+            ]
             for second, took in sorted(buckets.items())
         ]
 
@@ -591,7 +615,10 @@ def report(result: dict[str, Any], log: Path) -> bool:
     busiest = sorted(r["per_second"], key=lambda b: -b[1])[:3]
     print(
         "  busiest        "
-        + "; ".join(f"second {s}: {n} live again, p99 {p99} ms" for s, n, p99 in busiest)
+        + "; ".join(
+            f"second {s}: {n} back, p99 {p99} ms, cpu srv {srv} pg {pg}"
+            for s, n, p99, srv, pg in busiest
+        )
     )
     print(
         f"  published      {r['published_before']} before, {r['published_during_and_after']} "
