@@ -541,6 +541,11 @@ class Delivery:
 
 
 class Generator:
+    # The stream classes; a scenario elsewhere (bench.storm) passes subclasses that hook
+    # into `connection_lost`.
+    ws_class: type[WsClient] = WsClient
+    sse_class: type[SseClient] = SseClient
+
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.host: str = spec["host"]
@@ -599,7 +604,7 @@ class Generator:
                 self.loop.sock_connect(sock, (self.host, self.port)), self.handshake_timeout
             )
             waiter: asyncio.Future[float] = self.loop.create_future()
-            kind = SseClient if self.sse else WsClient
+            kind: type[WsClient | SseClient] = self.sse_class if self.sse else self.ws_class
             transport, client = await self.loop.create_connection(
                 lambda: kind(user, waiter), sock=sock
             )

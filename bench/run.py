@@ -247,9 +247,16 @@ def _pinned(cpus: list[int]) -> Any:
 
 
 class ServerProcess:
-    def __init__(self, kind: str, args: argparse.Namespace, database: Database | None, log: Path):
+    def __init__(
+        self,
+        kind: str,
+        args: argparse.Namespace,
+        database: Database | None,
+        log: Path,
+        port: int | None = None,
+    ):
         self.kind = kind
-        self.port = free_port()
+        self.port = port or free_port()  # a port of its own; the same one for a restart
         self.log_path = log
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
         env.update(
