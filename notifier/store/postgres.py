@@ -196,4 +196,11 @@ class PostgresStore(SqlStore):
             await greenlet_spawn(record.invalidate)  # never back to the pool
             raise DatabaseUnavailable(repr(error)) from error
         finally:
-            record.close()  # back to the pool (no transaction is left open on it)
+            # Back to the pool (no transaction is left open on it). With connections
+            # beyond the pool's size open (a burst of handshakes), the pool may close
+            # this one instead, which awaits asyncpg: only inside a greenlet, or the
+            # connection is dropped unclosed ("MissingGreenlet" in the log).
+            if self.engine.pool.overflow() > 0:  # type: ignore[attr-defined]
+                await greenlet_spawn(record.close)
+            else:
+                record.close()

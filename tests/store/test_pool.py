@@ -1,0 +1,54 @@
+"""The PostgreSQL store's hot paths take the pool's connections directly
+(`PostgresStore._asyncpg`); a burst that opens connections beyond the pool's size hands
+them back closed, not dropped open."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+import pytest
+
+from notifier import db
+from notifier.bus.postgres import asyncpg_dsn
+from notifier.store import create_store
+from notifier.store.postgres import PostgresStore
+from tests.support import new_user
+
+
+async def test_overflow_connections_are_closed_when_handed_back(
+    pg_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """25 reads at once on a pool of 20 (+10 overflow): every connection beyond the 20
+    is closed by the pool as it comes back, with no "Exception closing connection" in
+    the log, and the database sees at most the pool's 20 afterwards."""
+    caplog.set_level(logging.WARNING)
+    engine = db.create_engine(pg_database)
+    store = create_store(engine)
+    assert isinstance(store, PostgresStore)
+    user = new_user()
+    admin = await asyncpg.connect(asyncpg_dsn(pg_database))
+    try:
+        start = asyncio.Event()
+
+        async def hold() -> None:
+            async with store._asyncpg() as raw:
+                await start.wait()
+                await raw.fetchval("SELECT 1")
+
+        tasks = [asyncio.create_task(hold()) for _ in range(25)]
+        while engine.pool.checkedout() < 25:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.01)
+        start.set()
+        await asyncio.gather(*tasks)
+        assert await store.heads([user]) == {}
+        open_now = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        assert open_now <= 20
+        assert not [r for r in caplog.records if "closing connection" in r.getMessage()]
+    finally:
+        await admin.close()
+        await engine.dispose()
