@@ -78,6 +78,20 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class _Handshakes(logging.Filter):
+    """Drops uvicorn's line per accepted WebSocket (`"WebSocket /v1/ws?..." [accepted]`,
+    logged at info whatever its access log setting): an access-log line, kept only with
+    the access log for every request. Written for each of thousands of handshakes a
+    second it cost 6% of the server's CPU in a reconnect storm (`python -m bench.storm`,
+    py-spy), most of it redacting the token from its query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _ACCEPTED
+
+
+_ACCEPTED = '%s - "WebSocket %s" [accepted]'
+
+
 def configure(level: str = "info", *, access_log: bool = True) -> None:
     """Set up the whole process's logging (`serve` only: an app built in process leaves
     logging alone). Calling it again replaces what an earlier call set up."""
@@ -93,8 +107,10 @@ def configure(level: str = "info", *, access_log: bool = True) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-        for old in [f for f in logger.filters if isinstance(f, RedactFilter)]:
+        for old in [f for f in logger.filters if isinstance(f, RedactFilter | _Handshakes)]:
             logger.removeFilter(old)
+        if not access_log and name == "uvicorn.error":
+            logger.addFilter(_Handshakes())  # first: nothing more is spent on those lines
         logger.addFilter(RedactFilter())
     # uvicorn's own `access_log=False` is undone by the loop above in a worker process,
     # which configures logging after uvicorn did: so the flag is applied here as well.

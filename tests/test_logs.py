@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
+from notifier import logs
 from notifier.logs import JsonFormatter, RedactFilter, redact
 from tests.support import SECRET, Server, make_token, new_user, recv_notifications, timeout
 
@@ -117,3 +118,30 @@ def test_redact_a_jwt_anywhere() -> None:
     for text in (f"/x?foo={TOKEN}", f"/x?foo={encoded}", f"token was {TOKEN}.", f"/p/{TOKEN}"):
         assert "c2lnbmF0dXJlLXNlY3JldA" not in redact(text), text
         assert "eyJhbGciOiJIUzI1NiJ9" not in redact(text), text
+
+
+def test_accepted_websocket_lines_follow_the_access_log() -> None:
+    """uvicorn's line per accepted WebSocket is dropped unless every request is logged
+    (NOTIFIER_ACCESS_LOG=all); uvicorn's other lines pass."""
+    accepted = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" [accepted]', None, None
+    )
+    accepted.args = ("127.0.0.1:1", "/v1/ws?after=0")
+    started = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, "Application startup complete.", None, None
+    )
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
+    kept = {n: (logging.getLogger(n).filters[:], logging.getLogger(n).propagate) for n in names}
+    logger = logging.getLogger("uvicorn.error")
+    try:
+        logs.configure("info", access_log=False)
+        assert [bool(logger.filter(accepted)), bool(logger.filter(started))] == [False, True]
+        logs.configure("info", access_log=True)
+        assert bool(logger.filter(accepted)) and bool(logger.filter(started))
+    finally:
+        root.handlers[:], root.level = saved
+        for name, (filters, propagate) in kept.items():
+            logging.getLogger(name).filters[:] = filters
+            logging.getLogger(name).propagate = propagate
