@@ -119,7 +119,9 @@ async def test_listen_connections_terminated(pg_database: str) -> None:
                 )
             finally:
                 await admin.close()
-            assert killed == 3
+            # The three servers' own, and those of other servers of the session on the
+            # same database, if any: terminating those too is harmless.
+            assert killed >= 3
 
         await fleet.run(terminate_listeners)
         fleet.assert_exactly_once()
