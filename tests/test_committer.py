@@ -109,6 +109,12 @@ class CountingStore:
         self.groups += 1
         return await self.store.publish_group(requests, notify)
 
+    async def try_publish_group(
+        self, requests: Sequence[PublishRequest], notify: TransactionNotify | None = None
+    ) -> list[Outcome | None]:
+        self.groups += 1
+        return await self.store.try_publish_group(requests, notify)
+
 
 async def test_a_dropped_connection_is_a_retryable_failure_and_is_not_reused(
     pg_database: str,

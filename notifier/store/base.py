@@ -67,6 +67,17 @@ class Store(Protocol):
         """
         ...
 
+    async def try_publish_group(
+        self, requests: Sequence[PublishRequest], notify: TransactionNotify | None = None
+    ) -> list[Outcome | None]:
+        """As `publish_group`, but without waiting for a user's stream that another
+        transaction holds (a topic publish, a backend's open transaction that called
+        notifier_publish()): the requests that touch one, and those linked to them by an
+        idempotency key, are left out, stored nothing, and answered None; the others
+        commit at once. A stream may also be left for being held for a moment by a
+        concurrent group: None means "not now", never "never"."""
+        ...
+
     # -- topics ---------------------------------------------------------------------
 
     async def publish_topic(

@@ -47,14 +47,8 @@ from notifier.wire.notification import COLUMNS, FRAME_SQL
 # $1..$7 are the new rows' `INSERTED` columns, $8 their created_at; $9..$15 announce
 # them (`NOTIFY_SQL`, which reads `numbered`: $9..$11 are its announcement pieces, and
 # with $13 NULL nothing is announced).
-_PUBLISH = (
-    """WITH item AS (
-    SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[],
-                         $5::varchar[], $6::varchar[], $7::varchar[],
-                         $9::text[], $10::text[], $11::text[])
-        WITH ORDINALITY AS t(id, user_id, type, data, publisher, idempotency_key,
-                             fingerprint, first, middle, last, ord)
-), wanted AS (
+_NUMBER_AND_STORE = (
+    """wanted AS (
     SELECT user_id, count(*) AS n FROM item GROUP BY user_id
 ), allocated AS (
     INSERT INTO streams (user_id, last_seq) SELECT user_id, n FROM wanted ORDER BY user_id
@@ -71,9 +65,56 @@ _PUBLISH = (
     FROM numbered
 ), """
     + NOTIFY_SQL
-    + """
-SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent)"""
 )
+_PUBLISH = f"""WITH item AS (
+    SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[],
+                         $5::varchar[], $6::varchar[], $7::varchar[],
+                         $9::text[], $10::text[], $11::text[])
+        WITH ORDINALITY AS t(id, user_id, type, data, publisher, idempotency_key,
+                             fingerprint, first, middle, last, ord)
+), {_NUMBER_AND_STORE}
+SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent)"""
+# The same publish that waits for no other transaction (`try_publish_group`). First it
+# locks the group's counters that no one else holds (SKIP LOCKED, in the mode the raise
+# of a counter takes); a part of the group ($16: each item's part, see `GroupPlan.parts`)
+# with a user whose counter another transaction holds is left out and reported, and the
+# rest is published as `_PUBLISH` does, under the locks already taken.
+#
+# A user without a counter in the statement's snapshot cannot be locked beforehand: its
+# INSERT waits if another transaction is inserting the same counter (a backend's open
+# transaction that published that user's first notification). With $17 false such a
+# user counts as free (a user's first publish takes no detour), and the statement's own
+# lock_timeout (`_TRY_LOCK_WAIT`, for this statement's transaction only) stops such a
+# wait short. Then (rare) the store creates the missing counters one by one, at 0, each
+# with the same short wait (`_NEW_COUNTER`): those that are not being inserted elsewhere
+# now exist, and the statement runs again with $17 true, where a user still without a
+# counter counts as held. Subscribing creates the subscribers' counters, so a topic
+# publish raises existing ones only, which this sees held.
+_TRY_LOCK_WAIT = "20ms"
+_TRY_PUBLISH = f"""WITH given AS (
+    SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[],
+                         $5::varchar[], $6::varchar[], $7::varchar[],
+                         $9::text[], $10::text[], $11::text[], $16::int[])
+        WITH ORDINALITY AS t(id, user_id, type, data, publisher, idempotency_key,
+                             fingerprint, first, middle, last, part, ord)
+    WHERE set_config('lock_timeout', '{_TRY_LOCK_WAIT}', true) IS NOT NULL
+), free AS (
+    SELECT user_id FROM streams WHERE user_id = ANY($2::varchar[])
+    FOR NO KEY UPDATE SKIP LOCKED
+), held AS (
+    SELECT DISTINCT part FROM given
+    WHERE user_id NOT IN (SELECT user_id FROM free)
+      AND ($17::boolean OR EXISTS (SELECT FROM streams s WHERE s.user_id = given.user_id))
+), item AS (
+    SELECT * FROM given WHERE part NOT IN (SELECT part FROM held)
+), {_NUMBER_AND_STORE}
+SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent),
+       (SELECT array_agg(part) FROM held)"""
+_MISSING_COUNTERS = """SELECT array_agg(DISTINCT u) FROM unnest($1::varchar[]) AS u
+WHERE NOT EXISTS (SELECT FROM streams WHERE user_id = u)"""
+_NEW_COUNTER = f"""INSERT INTO streams (user_id, last_seq)
+SELECT $1, 0 WHERE set_config('lock_timeout', '{_TRY_LOCK_WAIT}', true) IS NOT NULL
+ON CONFLICT DO NOTHING"""
 # Keys of topic publishes come too, as rows without a notification (`stored_originals`):
 # a direct publish reusing one is refused.
 _FIND_KEYS = (
@@ -104,6 +145,15 @@ _CONNECTION_ERRORS = (
 )
 
 
+async def _create_counters(raw: Any, users: Sequence[str]) -> None:
+    """The counters of `users` that do not exist yet and are not being inserted by
+    another transaction, created at 0 (as no stream), one statement each."""
+    missing = await raw.fetchval(_MISSING_COUNTERS, list(users))
+    for user in missing or ():
+        with contextlib.suppress(asyncpg.exceptions.LockNotAvailableError):
+            await raw.execute(_NEW_COUNTER, user)
+
+
 class PostgresStore(SqlStore):
     _errors = (DBAPIError, asyncpg.PostgresError)
 
@@ -125,6 +175,37 @@ class PostgresStore(SqlStore):
                 row = await raw.fetchrow(_PUBLISH, *inserted_columns(plan.fresh), now, *announcing)
                 seqs = row[0]
         return plan.outcomes(seqs)
+
+    async def _try_publish_once(
+        self, requests: Sequence[PublishRequest], notify: TransactionNotify | None
+    ) -> list[Outcome | None]:
+        """As `_publish_once`, with `_TRY_PUBLISH`: the parts of the group whose users'
+        counters another transaction holds are left out (None)."""
+        async with self._asyncpg() as raw:
+            rows: list[Mapping[Any, Any]] = []
+            for publisher, found in keys(requests).items():
+                rows.extend(await raw.fetch(_FIND_KEYS, publisher, found))
+            now = datetime.now(UTC)
+            plan = plan_group(requests, stored_originals(rows), now)
+            if not plan.fresh:
+                return list(plan.outcomes([]))
+            parts = plan.parts()
+            arguments = (
+                *inserted_columns(plan.fresh),
+                now,
+                *notify_parameters(notify, plan.fresh, now),
+                [parts[f.request] for f in plan.fresh],
+            )
+            try:
+                row = await raw.fetchrow(_TRY_PUBLISH, *arguments, False)
+            except asyncpg.exceptions.LockNotAvailableError:
+                # A counter being inserted elsewhere (see `_TRY_PUBLISH`).
+                await _create_counters(raw, [f.user_id for f in plan.fresh])
+                row = await raw.fetchrow(_TRY_PUBLISH, *arguments, True)
+        seqs, held = row[0] or [], row[2]
+        if not held:
+            return list(plan.outcomes(seqs))
+        return plan.outcomes_except(seqs, parts, set(held))
 
     async def _publish_topic_once(
         self, request: TopicPublish, notify: TransactionNotify | None
