@@ -53,13 +53,15 @@ def item(user: str, n: int, key: str | None = None) -> NewNotification:
     )
 
 
+@pytest.mark.parametrize("held_likely", [False, True], ids=["lane-wait", "locks-first"])
 @pytest.mark.parametrize("known", [True, False], ids=["known-user", "first-publish"])
 async def test_try_leaves_the_held_requests_and_commits_the_rest(
-    pg_store: Store, holder: asyncpg.Connection, known: bool
+    pg_store: Store, holder: asyncpg.Connection, known: bool, held_likely: bool
 ) -> None:
     """A group with a held user (whose stream exists, or is being created by the open
-    transaction) answers None for that request alone, without waiting, and commits the
-    others, a batch over two free users included; the held user gets nothing."""
+    transaction) answers None for that request alone, without waiting longer than a
+    lane's short wait, and commits the others, a batch over two free users included; the
+    held user gets nothing."""
     held, a, b = new_user(), new_user(), new_user()
     await pg_store.publish("p", [item(a, 0), item(b, 0)])  # (see `_TRY_PUBLISH`)
     if known:
@@ -72,7 +74,8 @@ async def test_try_leaves_the_held_requests_and_commits_the_rest(
             PublishRequest("p", [item(a, 1)]),
             PublishRequest("p", [item(held, 2), item(b, 2)]),
             PublishRequest("p", [item(a, 3), item(b, 3)]),
-        ]
+        ],
+        held_likely=held_likely,
     )
     assert time.monotonic() - started < timeout(1)
     first, left, batch = outcomes
