@@ -225,12 +225,12 @@ class GroupCommitter:
 
     async def _wait(self) -> None:
         """A waiter: until nothing it may take is queued. Ends in the same step as its
-        last look at the queue (see `publish`)."""
+        last look at the queue (see `publish`). What it leaves is claimed by running
+        waiters, directly or behind an earlier request of the same user: each of them
+        looks again once its own requests are through, so nothing is left behind, and
+        an exiting waiter starts no other (which would find the same and spin)."""
         try:
-            while True:
-                taken = self._take_held()
-                if not taken:
-                    return
+            while taken := self._take_held():
                 try:
                     await self._wait_for(taken)
                 finally:
@@ -239,10 +239,6 @@ class GroupCommitter:
                         self._release(waiting)
         finally:
             self._waiting -= 1
-            if self._held and self._waiting < self._waiters:
-                # Users this waiter released may let queued requests go.
-                self._waiting += 1
-                self._start(self._wait())
 
     async def _wait_for(self, taken: list[_Waiting]) -> None:
         """Try `taken` without waiting; then wait for the first still held, alone, and
