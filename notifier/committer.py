@@ -250,11 +250,13 @@ class GroupCommitter:
                 for waiting in left:
                     if now - waiting.since >= self._busy_after:
                         _settle(waiting, StreamBusy("a user's stream stayed held elsewhere"))
-                left = [w for w in left if not w.future.done()]
-                if not left:
-                    return
+            # Answered meanwhile (busy, or its client gone): not published.
+            left = [w for w in left if not w.future.done()]
+            if not left:
+                return
             first, rest = left[0], left[1:]
             await self._alone(first)
+            rest = [w for w in rest if not w.future.done()]
             left = await self._try(rest) if rest else []
 
     async def _alone(self, waiting: _Waiting) -> None:

@@ -17,6 +17,7 @@ from notifier import db
 from notifier.bus.postgres import asyncpg_dsn
 from notifier.committer import GroupCommitter
 from notifier.core.idempotency import fingerprint
+from notifier.core.topics import TopicPublish
 from notifier.store import NewNotification, PublishRequest, Store, create_store
 from notifier.store.base import StreamBusy
 from tests.store.test_sql_publish import blocked, publish, seqs
@@ -191,3 +192,39 @@ async def test_the_sqlite_store_never_leaves_a_request(store: Store) -> None:
         [PublishRequest("p", [item(user, 1)]), PublishRequest("p", [item(user, 2)])]
     )
     assert [o[0].notification.seq for o in outcomes if isinstance(o, list)] == [1, 2]
+
+
+async def test_a_large_topic_publish_does_not_hold_up_other_users(pg_store: Store) -> None:
+    """While a topic publish to 50,000 subscribers runs (its recipients' counters held
+    until it commits), direct publishes to users outside the topic, sent among publishes
+    to recipients through the same committer, all commit before it does; the recipients'
+    commit after or before it, each stream gap-free (the topic's seq and the direct)."""
+    topic = f"big-{new_user()}"
+    recipients = [f"{topic}-{n:05}" for n in range(50_000)]
+    await pg_store.change_subscribers(topic, recipients, [])
+    committer = GroupCommitter(pg_store, None)
+    started = asyncio.get_running_loop().create_task(
+        pg_store.publish_topic(TopicPublish("p", topic, "t", "{}", ""))
+    )
+    await asyncio.sleep(0.2)  # past its first counters (taken in user order)
+    inside = recipients[:1000:50]
+    outside = [new_user() for _ in inside]
+    direct = [
+        asyncio.create_task(committer.publish("p", [item(user, 1)]))
+        for pair in zip(inside, outside, strict=True)
+        for user in pair
+    ]
+    outside_done = asyncio.gather(*direct[1::2])
+    async with asyncio.timeout(timeout(10)):
+        await asyncio.wait({started, outside_done}, return_when=asyncio.FIRST_COMPLETED)
+    assert outside_done.done() and not started.done()
+    async with asyncio.timeout(timeout(10)):
+        published = await started
+        await asyncio.gather(*direct)
+    assert published.recipients == 50_000
+    async with pg_store.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        for user in inside:
+            assert await seqs(raw, user) == [1, 2]
+        for user in outside:
+            assert await seqs(raw, user) == [1]
