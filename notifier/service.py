@@ -63,7 +63,10 @@ class Service:
     """This instance in the presence tables (`build_service` passes the bus's origin)."""
 
     def __post_init__(self) -> None:
-        self.committer = GroupCommitter(self.store, self.bus.in_transaction)
+        timeout = self.settings.publish_lock_timeout_ms
+        self.committer = GroupCommitter(
+            self.store, self.bus.in_transaction, busy_after=timeout / 1000 if timeout else None
+        )
         self.heads = HeadReader(self.store)
         self.topic_fanout = TopicFanout(self.store, self.hub)
         self.limiter = PublishLimiter.of(self.settings.publish_rate)

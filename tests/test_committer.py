@@ -109,6 +109,16 @@ class CountingStore:
         self.groups += 1
         return await self.store.publish_group(requests, notify)
 
+    async def try_publish_group(
+        self,
+        requests: Sequence[PublishRequest],
+        notify: TransactionNotify | None = None,
+        *,
+        held_likely: bool = False,
+    ) -> list[Outcome | None]:
+        self.groups += 1
+        return await self.store.try_publish_group(requests, notify, held_likely=held_likely)
+
 
 async def test_a_dropped_connection_is_a_retryable_failure_and_is_not_reused(
     pg_database: str,

@@ -162,6 +162,42 @@ class GroupPlan:
             outcomes.append(results)
         return outcomes
 
+    def parts(self) -> list[int]:
+        """Each request's part: requests linked by a key (a later item repeating an
+        earlier new item of the group) share one, so a store that commits some parts of
+        a group and leaves others (`try_publish_group`) never answers a request with an
+        item it did not store. Otherwise a request is its own part (its index)."""
+        part = list(range(len(self.plans)))
+
+        def root(r: int) -> int:
+            while part[r] != r:
+                part[r] = part[part[r]]
+                r = part[r]
+            return r
+
+        for r_index, plan in enumerate(self.plans):
+            if isinstance(plan, IdempotencyConflict):
+                continue
+            for resolution in plan:
+                if isinstance(resolution, tuple):
+                    part[root(r_index)] = root(resolution[0])
+        return [root(r) for r in range(len(self.plans))]
+
+    def outcomes_except(
+        self, seqs: Sequence[int], parts: Sequence[int], left: set[int]
+    ) -> list[Outcome | None]:
+        """As `outcomes`, when the new items of the parts in `left` were not stored
+        (`seqs` are those of the others, in order): None for each request of those."""
+        kept = [f for f in self.fresh if parts[f.request] not in left]
+        whole = GroupPlan(
+            [plan if parts[r] not in left else [] for r, plan in enumerate(self.plans)],
+            kept,
+            self.created_at,
+        )
+        return [
+            None if parts[r] in left else outcome for r, outcome in enumerate(whole.outcomes(seqs))
+        ]
+
 
 def plan_group(requests: Sequence[PublishRequest], stored: Stored, now: datetime) -> GroupPlan:
     """Each request's plan against the stored originals of its keys, and the new

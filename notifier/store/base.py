@@ -67,6 +67,23 @@ class Store(Protocol):
         """
         ...
 
+    async def try_publish_group(
+        self,
+        requests: Sequence[PublishRequest],
+        notify: TransactionNotify | None = None,
+        *,
+        held_likely: bool = False,
+    ) -> list[Outcome | None]:
+        """As `publish_group`, but without waiting long for a user's stream that another
+        transaction holds (a topic publish, a backend's open transaction that called
+        notifier_publish()): the requests that touch one, and those linked to them by an
+        idempotency key, are left out, stored nothing, and answered None; the others
+        commit. On PostgreSQL it first waits briefly, as long as another group holds a
+        stream (no cost to the usual path), then tests the locks; `held_likely` tests
+        them first (streams were found held a moment ago). A stream may also be left for
+        being held a moment by a concurrent group: None means "not now", never "never"."""
+        ...
+
     # -- topics ---------------------------------------------------------------------
 
     async def publish_topic(

@@ -79,10 +79,18 @@ FIND_KEY = """SELECT * FROM (
     WHERE publisher = $1 AND idempotency_key = $2
 ) k ORDER BY kind LIMIT 1"""
 
+# A new subscriber gets its counter (at 0, which reads as no stream yet) if it has none:
+# a topic publish then raises existing counters only, which a direct publish meanwhile
+# sees held and leaves to a path that may wait (`try_publish_group`), where a counter
+# still being inserted by the topic publish would make it wait, lane and all.
 CHANGE_SUBSCRIBERS = """WITH added AS (
     INSERT INTO topic_subscribers (topic, user_id)
     SELECT DISTINCT $1::varchar, u FROM unnest($2::varchar[]) AS u
     ON CONFLICT DO NOTHING RETURNING 1
+), counters AS (
+    INSERT INTO streams (user_id, last_seq)
+    SELECT DISTINCT u, 0 FROM unnest($2::varchar[]) AS u ORDER BY 1
+    ON CONFLICT DO NOTHING
 ), removed AS (
     DELETE FROM topic_subscribers WHERE topic = $1 AND user_id = ANY($3::varchar[])
     RETURNING 1

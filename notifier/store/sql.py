@@ -77,6 +77,31 @@ class SqlStore(abc.ABC):
                     raise
         raise AssertionError("unreachable")
 
+    async def try_publish_group(
+        self,
+        requests: Sequence[PublishRequest],
+        notify: TransactionNotify | None = None,
+        *,
+        held_likely: bool = False,
+    ) -> list[Outcome | None]:
+        for attempt in range(_RETRIES):
+            try:
+                return await self._try_publish_once(requests, notify, held_likely)
+            except self._errors as error:
+                if attempt == _RETRIES - 1 or not _is_retryable(error):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _try_publish_once(
+        self,
+        requests: Sequence[PublishRequest],
+        notify: TransactionNotify | None,
+        held_likely: bool,
+    ) -> list[Outcome | None]:
+        """One attempt at `try_publish_group`. An engine without row locks held by
+        others (SQLite: one connection, one writer) never leaves a request."""
+        return list(await self._publish_once(requests, notify))
+
     async def publish_topic(
         self, request: TopicPublish, notify: TransactionNotify | None = None
     ) -> TopicPublished:

@@ -223,3 +223,37 @@ def test_ids_are_canonical_random_version_4_uuids() -> None:
 
 def test_no_ids_for_nothing() -> None:
     assert new_ids(0) == []
+
+
+def test_requests_linked_by_a_key_share_a_part() -> None:
+    """A request repeating an earlier new item's key joins that request's part (one
+    store may leave the part, never half of it); unrelated requests and a conflicting
+    one are parts of their own."""
+    requests = [
+        PublishRequest("p", [item("a", "1", key="k")]),
+        PublishRequest("p", [item("b", "2")]),
+        PublishRequest("p", [item("a", "1", key="k"), item("c", "3", key="j")]),
+        PublishRequest("p", [item("c", "3", key="j")]),
+        PublishRequest("p", [item("a", "other", key="k")]),
+    ]
+    plan = plan_group(requests, {}, NOW)
+    parts = plan.parts()
+    assert parts[0] == parts[2] == parts[3]
+    assert len({parts[0], parts[1], parts[4]}) == 3
+
+
+def test_outcomes_except_leave_the_parts_not_stored() -> None:
+    """Given seqs for the new items of the parts kept only, the kept requests are
+    answered with them and the left ones with None."""
+    requests = [
+        PublishRequest("p", [item("a", "1")]),
+        PublishRequest("p", [item("b", "2"), item("b", "3")]),
+        PublishRequest("p", [item("a", "4")]),
+    ]
+    plan = plan_group(requests, {}, NOW)
+    parts = plan.parts()
+    answers = plan.outcomes_except([7, 8], parts, {parts[1]})
+    assert answers[1] is None
+    assert isinstance(answers[0], list) and answers[0][0].notification.seq == 7
+    assert isinstance(answers[2], list) and answers[2][0].notification.seq == 8
+    assert orjson.loads(answers[2][0].notification.frame)["notification"]["seq"] == 8

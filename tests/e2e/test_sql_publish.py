@@ -250,6 +250,49 @@ async def test_serve_records_its_payload_limit_for_the_function(fresh_pg_databas
         await conn.close()
 
 
+async def test_publishes_to_free_users_go_through_while_a_stream_is_held(
+    pg_database: str, backend: asyncpg.Connection
+) -> None:
+    """While a backend transaction holds a user's stream, 120 concurrent publishes to 30
+    other users through the same instance all answer 201 promptly (not after the
+    transaction); the held user's two publishes answer 201 right after its commit,
+    numbered after the SQL one: every stream gap-free, nothing lost or doubled."""
+    server = Server(pg_database, env_extra={"NOTIFIER_BUS": "postgres"}).start()
+    try:
+        held = new_user()
+        others = [new_user() for _ in range(30)]
+        async with httpx.AsyncClient(base_url=server.url, timeout=timeout(20)) as http:
+
+            async def post(user: str) -> httpx.Response:
+                return await http.post(
+                    "/v1/notifications",
+                    json={"user_id": user, "type": "t", "data": {}},
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                )
+
+            assert (await post(held)).status_code == 201
+            await backend.execute("BEGIN")
+            await sql_publish(backend, held, {"open": True})
+            waiting = [asyncio.create_task(post(held)) for _ in range(2)]
+            started = time.monotonic()
+            answers = await asyncio.gather(*(post(others[n % 30]) for n in range(120)))
+            elapsed = time.monotonic() - started
+            assert [r.status_code for r in answers] == [201] * 120
+            assert elapsed < timeout(1.5), elapsed
+            assert not any(task.done() for task in waiting)
+            committed = time.monotonic()
+            await backend.execute("COMMIT")
+            late = await asyncio.gather(*waiting)
+            assert time.monotonic() - committed < timeout(1)
+        assert [r.status_code for r in late] == [201, 201]
+        assert sorted(r.json()["seq"] for r in late) == [3, 4]
+        assert [n["seq"] for n in inbox(server, held)] == [1, 2, 3, 4]
+        for user in others:
+            assert sorted(n["seq"] for n in inbox(server, user)) == [1, 2, 3, 4]
+    finally:
+        server.stop()
+
+
 async def test_an_open_transaction_does_not_stall_other_publishers(
     pg_database: str, backend: asyncpg.Connection
 ) -> None:
