@@ -371,6 +371,7 @@ async def _take_database_away(app: App) -> None:
     that is down (sqlite3.OperationalError)."""
     engine = app.state.service.store.engine
     path = Path(engine.url.database)
+    app.state.database_taken = True  # tests/api/conftest.py cleans up after it
     await engine.dispose()
     shutil.move(path, path.with_suffix(".gone"))
     path.mkdir()
