@@ -1197,7 +1197,7 @@ def main() -> None:
     except ImportError:
         result = asyncio.run(run(spec))
     with open(out_path, "wb") as file:
-        file.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        file.write(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
 
 
 if __name__ == "__main__":
