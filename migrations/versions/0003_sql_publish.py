@@ -98,6 +98,20 @@ BEGIN
         RAISE EXCEPTION 'notifier_publish: data must be a JSON object'
             USING ERRCODE = '22023';
     END IF;
+    -- HTTP's bounds on `data` (notifier/api/body.py, check_data): at most 64 levels of
+    -- objects and arrays, `data` itself included (level 0 of the path is `data`), and no
+    -- integer outside -2^63..2^64-1. jsonb keeps numbers exact but not how they were
+    -- written, so any number beyond that range counts, `1e300` included.
+    IF jsonb_path_exists(p_data,
+            'strict $.**{64 to last} ? (@.type() == "object" || @.type() == "array")') THEN
+        RAISE EXCEPTION 'notifier_publish: data is nested more than 64 levels deep'
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_path_exists(p_data, 'strict $.** ? (@.type() == "number" && '
+            '(@ > 18446744073709551615 || @ < -9223372036854775808))') THEN
+        RAISE EXCEPTION 'notifier_publish: data holds an integer beyond 64 bits'
+            USING ERRCODE = '22023';
+    END IF;
     -- Compact JSON (see above): escaped backslashes and quotes set aside as control
     -- characters (which jsonb's text always escapes), every '"' is then a string's
     -- edge, and the odd pieces, outside strings, lose their spaces.

@@ -423,7 +423,24 @@ BAD: list[tuple[str, tuple[Any, Any, Any, Any]]] = [
     ("NULL data", ("@", "t", None, None)),
     ("empty key", ("@", "t", "{}", "")),
     ("key over 255", ("@", "t", "{}", "k" * 256)),
+    # HTTP's bounds on data (64 levels, data included; integers of 64 bits).
+    ("data 65 levels deep", ("@", "t", '{"a":' + "[" * 63 + "{}" + "]" * 63 + "}", None)),
+    ("data 65 levels of objects", ("@", "t", '{"a":' * 65 + "1" + "}" * 65, None)),
+    ("integer 2^64", ("@", "t", '{"n": 18446744073709551616}', None)),
+    ("integer -2^63-1", ("@", "t", '{"n": [-9223372036854775809]}', None)),
+    ("number 1e300", ("@", "t", '{"n": 1e300}', None)),
 ]
+
+
+async def test_data_at_the_bounds_is_accepted(backend: asyncpg.Connection) -> None:
+    """64 levels, mixed objects and arrays, and the integers at both ends of 64 bits are
+    stored, as over HTTP."""
+    user = new_user()
+    deep = '{"a":' + "[" * 62 + "{}" + "]" * 62 + "}"
+    assert json.loads(deep)  # 64 levels: data, 62 arrays, the innermost object
+    await publish(backend, user, deep)
+    await publish(backend, user, '{"n": [18446744073709551615, -9223372036854775808, 1.5]}')
+    assert await seqs(backend, user) == [1, 2]
 
 
 @pytest.mark.parametrize(("case", "arguments"), BAD, ids=[case for case, _ in BAD])
@@ -494,7 +511,7 @@ DATA: list[dict[str, Any]] = [
     {"nested": {"a": [1, {"b": None, "c": [True, False]}], "empty": {}, "list": []}},
     {"text": HOSTILE, "key " + HOSTILE: "x", "raw": "\\u0000 is not an escape", "e": "🎉"},
     {"sep": ", ", "colon": ": ", "both": '", "x": "', "bs": "\\", "bsq": '\\"', "q": '"'},
-    {"max": 2**63 - 1, "u64": 2**64 - 1, "neg": -7, "frac": 0.1, "exp": -1e-7, "big": 1e300},
+    {"max": 2**63 - 1, "u64": 2**64 - 1, "neg": -7, "frac": 0.1, "exp": -1e-7, "big": 1.5e18},
     {},
     {"s": '"},"read_at":"2000-01-01T00:00:00.000000Z"', "deep": [[[{"x": "</script>"}]]]},
 ]
@@ -513,7 +530,7 @@ async def test_hostile_data_is_stored_compact_and_announced_as_replayed(
     rows = await pg_store.after(user, 0, 100)
     assert [(a.seq, a.frame) for a in got] == frames == [(n.seq, n.frame) for n in rows]
     for value, row in zip(DATA, rows, strict=True):
-        # Numbers as exact decimals: PostgreSQL's numeric writes 1e300 in full.
+        # Numbers as exact decimals: PostgreSQL's numeric writes 1.5e18 in full.
         assert exact(row.data_json) == exact(json.dumps(value))
         same = await backend.fetchval(
             "SELECT $1::jsonb = $2::jsonb", row.data_json, json.dumps(value)
