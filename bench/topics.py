@@ -115,6 +115,11 @@ class Bench:
         ]
         self.http: list[loadgen.HttpConn] = []
 
+    async def reopen_http(self) -> None:
+        for conn in self.http:
+            conn.close()
+        self.http = await self.generators[0].http_pool(8 + 32)
+
     async def request(self, path: str, body: Any, conn: loadgen.HttpConn | None = None) -> Any:
         conn = conn or self.http[0]
         status, raw = await conn.request(self.generators[0].post(path.encode(), orjson.dumps(body)))
@@ -148,10 +153,14 @@ class Bench:
         topic = f"bench.{size}.{int(time.time())}"
         users = [f"t{size}-{i:06d}" for i in range(size)]
         loadgen.log(f"size {size}: subscribing")
+        await self.reopen_http()
         await self.subscribe(topic, users)
         connected = users[:: max(1, size // min(size, self.args.connected))][: self.args.connected]
         loadgen.log(f"size {size}: connecting {len(connected)} sockets")
         clients = await self.connect(connected)
+        # Connecting thousands of sockets can outlast the server's keep-alive timeout
+        # (uvicorn's 5 s): the idle publisher connections may be closed by now.
+        await self.reopen_http()
         try:
             await asyncio.sleep(0.5)
             self.sink.reset(len(connected))
