@@ -4,7 +4,6 @@ counts without archived ones, `archived` frames on every instance, replay unchan
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -175,20 +174,6 @@ async def test_replay_keeps_archived_notifications_with_archived_at(server: Serv
     assert done["last_seq"] == 3
     assert replayed[1]["archived_at"] is not None and replayed[1]["read_at"] is not None
     assert replayed[0]["archived_at"] is None
-
-
-@pytest.fixture(params=["postgres", "redis"])
-def two_instances(
-    request: pytest.FixtureRequest, pg_database: str
-) -> Iterator[tuple[Server, Server]]:
-    env = {"NOTIFIER_BUS": request.param}
-    first = Server(pg_database, env_extra=env).start()
-    second = Server(pg_database, env_extra=env).start()
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
 
 
 async def test_archived_frames_cross_instances_whatever_their_length(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import asyncpg
-import pytest
 
 from tests.support import (
     PG_ADMIN_DSN,
@@ -18,21 +16,6 @@ from tests.support import (
     timeout,
     ws_connect,
 )
-
-
-@pytest.fixture(params=["postgres", "redis"])
-def two_instances(
-    request: pytest.FixtureRequest, pg_database: str
-) -> Iterator[tuple[Server, Server]]:
-    """Two instances on one database, fanning out through the bus under test."""
-    env = {"NOTIFIER_BUS": request.param}
-    first = Server(pg_database, env_extra=env).start()
-    second = Server(pg_database, env_extra=env).start()
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
 
 
 async def test_notification_posted_to_one_instance_reaches_socket_on_another(

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from tests.conftest import migrate
 from tests.e2e.http_support import assert_error, parse_time
@@ -125,20 +123,6 @@ async def test_revocation_survives_a_restart(sqlite_url: str) -> None:
     async with own_server(sqlite_url) as server:
         assert inbox_status(server, old) == 401
         assert inbox_status(server, fresh) == 200
-
-
-@pytest.fixture(params=["postgres", "redis"])
-def two_instances(
-    request: pytest.FixtureRequest, pg_database: str
-) -> Iterator[tuple[Server, Server]]:
-    env = {"NOTIFIER_BUS": request.param}
-    first = Server(pg_database, env_extra=env).start()
-    second = Server(pg_database, env_extra=env).start()
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
 
 
 async def test_revoke_on_one_instance_closes_sockets_on_the_other(

@@ -170,17 +170,8 @@ async def test_concurrent_transactions_arrive_in_commit_order(
         await b.close()
 
 
-@pytest.fixture(params=["postgres", "redis"])
-def two_instances(request: pytest.FixtureRequest, pg_database: str) -> Iterator[list[Server]]:
-    env = {"NOTIFIER_BUS": request.param}
-    servers = [Server(pg_database, env_extra=env).start() for _ in range(2)]
-    yield servers
-    for server in servers:
-        server.stop()
-
-
 async def test_every_instance_delivers_a_sql_publish(
-    two_instances: list[Server], backend: asyncpg.Connection
+    two_instances: tuple[Server, Server], backend: asyncpg.Connection
 ) -> None:
     user = new_user()
     first, second = two_instances

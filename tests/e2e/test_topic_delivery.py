@@ -10,7 +10,6 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -32,21 +31,6 @@ from tests.support import (
     timeout,
     ws_connect,
 )
-
-
-@pytest.fixture(params=["postgres", "redis"])
-def two_instances(
-    request: pytest.FixtureRequest, pg_database: str
-) -> Iterator[tuple[Server, Server]]:
-    """Two instances on one database, fanning out through the bus under test."""
-    env = {"NOTIFIER_BUS": request.param}
-    first = Server(pg_database, env_extra=env).start()
-    second = Server(pg_database, env_extra=env).start()
-    try:
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
 
 
 async def test_topic_publish_reaches_sockets_on_every_instance(
