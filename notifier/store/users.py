@@ -20,7 +20,16 @@ from notifier.models import presence, presence_instances, revocations
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 _CHUNK = 300
-"""Rows per upsert or IN list: 3 parameters a row stays under SQLite's 999 of old."""
+"""Values per IN list on SQLite: under its 999 parameters of old."""
+_PG_UPSERT = sa.text(
+    "INSERT INTO presence (instance_id, user_id, connections)"
+    " SELECT :instance, u, c FROM unnest(CAST(:users AS text[]), CAST(:counts AS integer[]))"
+    " AS changed(u, c)"
+    " ON CONFLICT (instance_id, user_id) DO UPDATE SET connections = EXCLUDED.connections"
+)
+_PG_DELETE = sa.text(
+    "DELETE FROM presence WHERE instance_id = :instance AND user_id = ANY(CAST(:users AS text[]))"
+)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -36,6 +45,11 @@ class UserStore:
         self._insert: Any = postgresql.insert if on_postgres else sqlite.insert
         # A bulk presence read of 1,000 users is one query on PostgreSQL.
         self._read_chunk = 1000 if on_postgres else _CHUNK
+        upsert = sqlite.insert(presence)
+        self._sqlite_upsert = upsert.on_conflict_do_update(
+            index_elements=[presence.c.instance_id, presence.c.user_id],
+            set_={"connections": upsert.excluded.connections},
+        )
 
     def _among(self, column: sa.Column[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
         """`column` is one of `values`: `= ANY($1)` with one array parameter on
@@ -134,26 +148,38 @@ class UserStore:
     async def _write_counts(
         self, conn: AsyncConnection, instance_id: str, counts: Mapping[str, int]
     ) -> None:
+        """Upsert the held counts and delete the zeros, each in statements whose text
+        does not depend on how many users changed: compiled once, then cached.
+
+        A multi-row VALUES list is compiled afresh for each size, about 60 µs of CPU a
+        row: 3,000 connects a second cost 200 ms of event loop, felt as handshake latency.
+        On PostgreSQL each part is one statement over two arrays (`unnest`); on SQLite an
+        executemany of the one-row statement.
+        """
         held = [(user, n) for user, n in counts.items() if n > 0]
         gone = [user for user, n in counts.items() if n <= 0]
-        for start in range(0, len(held), _CHUNK):
-            rows = [
-                {"instance_id": instance_id, "user_id": user, "connections": n}
-                for user, n in held[start : start + _CHUNK]
-            ]
-            upsert = self._insert(presence).values(rows)
-            await conn.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[presence.c.instance_id, presence.c.user_id],
-                    set_={"connections": upsert.excluded.connections},
+        if self._on_postgres:
+            if held:
+                users, numbers = zip(*held, strict=True)
+                await conn.execute(
+                    _PG_UPSERT,
+                    {"instance": instance_id, "users": list(users), "counts": list(numbers)},
                 )
+            if gone:
+                await conn.execute(_PG_DELETE, {"instance": instance_id, "users": gone})
+            return
+        if held:
+            await conn.execute(
+                self._sqlite_upsert,
+                [{"instance_id": instance_id, "user_id": u, "connections": n} for u, n in held],
             )
-        for start in range(0, len(gone), _CHUNK):
+        if gone:
             await conn.execute(
                 sa.delete(presence).where(
-                    presence.c.instance_id == instance_id,
-                    presence.c.user_id.in_(gone[start : start + _CHUNK]),
-                )
+                    presence.c.instance_id == sa.bindparam("instance"),
+                    presence.c.user_id == sa.bindparam("user"),
+                ),
+                [{"instance": instance_id, "user": user} for user in gone],
             )
 
     async def leave_presence(self, instance_id: str) -> None:

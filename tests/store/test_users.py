@@ -68,7 +68,8 @@ async def test_an_instance_taken_for_dead_writes_everything_again(engine: AsyncE
 
 
 async def test_presence_of_many_users_in_chunks(engine: AsyncEngine) -> None:
-    """More users than one statement takes (upsert and read are chunked)."""
+    """More users than one statement or IN list takes, written, changed and zeroed in
+    one flush each."""
     store = UserStore(engine)
     users = [new_user() for _ in range(1200)]
     me = f"i-{new_user()}"
@@ -76,4 +77,7 @@ async def test_presence_of_many_users_in_chunks(engine: AsyncEngine) -> None:
     counts = {u: 1 + n % 3 for n, u in enumerate(users)}
     await store.flush_presence(me, now + timedelta(seconds=10), {}, lambda: counts)
     assert await store.connections(users, now) == counts
+    changed = {u: (0 if n % 2 else 7) for n, u in enumerate(users)}
+    await store.flush_presence(me, now + timedelta(seconds=10), changed, dict)
+    assert await store.connections(users, now) == {u: 7 for u in users[::2]}
     await store.leave_presence(me)
