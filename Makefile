@@ -34,8 +34,10 @@ run: install
 services:
 	@bash scripts/services.sh
 
+# Two phases (scripts/test.sh): everything but the fault tests on two xdist workers,
+# then the fault tests alone (they restart PostgreSQL and Redis).
 test: install services chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	PYTHON=$(BIN)/python bash scripts/test.sh $(PYTEST_ARGS)
 
 # Debian's chromium for the browser tests (tests/browser, Playwright drives it; no
 # browser is downloaded). Installed only where it is missing; that needs root: CI
