@@ -32,7 +32,7 @@ from typing import Any
 from notifier import eager, metrics
 from notifier.core.lifecycle import InvalidTransition, Lifecycle, State, opened
 from notifier.core.sequencer import Offer, Sequencer, replay_complete
-from notifier.store import Store
+from notifier.reads import Reads
 from notifier.transport import WEBSOCKET, Transport
 from notifier.wire.frames import replayed_frame
 
@@ -74,6 +74,7 @@ class Connection:
         "_prefetched",
         "_queue",
         "_queued_bytes",
+        "_reads",
         "_replay_from",
         "_send",
         "_send_started",
@@ -81,7 +82,6 @@ class Connection:
         "_sequencer",
         "_stall_seconds",
         "_stall_timer",
-        "_store",
         "_transport",
         "expires_at",
         "gave_up",
@@ -93,7 +93,7 @@ class Connection:
         self,
         *,
         user_id: str,
-        store: Store,
+        reads: Reads,
         send: Send,
         replay_after: int | None,
         page_size: int,
@@ -108,7 +108,7 @@ class Connection:
         """The token's `iat` (renewed by an `auth` frame): a revocation compares it."""
         self._transport = transport
         self._life: Lifecycle = opened(resume=replay_after is not None)
-        self._store = store
+        self._reads = reads
         self._send = send
         # Without resume, announcements before the position is known only raise `wanted`.
         self._sequencer = Sequencer(replay_after or 0, fetching=True)
@@ -337,13 +337,13 @@ class Connection:
         if self._life.state is State.REPLAYING and self._head_at_start is None:
             # Read before the first page: a publish committing during the replay must not
             # look like a deleted notification (see replay_complete).
-            self._head_at_start = await self._store.head(self.user_id)
+            self._head_at_start = await self._reads.head(self.user_id)
         rows = await self._next_page()
         if len(rows) == self._page_size:
             # Read the following page while this one is being sent: the database and
             # the socket work at the same time.
             task = asyncio.create_task(
-                self._store.frames_after(self.user_id, rows[-1][0], self._page_size)
+                self._reads.frames_after(self.user_id, rows[-1][0], self._page_size)
             )
             task.add_done_callback(_retrieve)
             self._prefetched = (rows[-1][0], task)
@@ -375,7 +375,7 @@ class Connection:
             if base == after:
                 return await task
             task.cancel()
-        return await self._store.frames_after(self.user_id, after, self._page_size)
+        return await self._reads.frames_after(self.user_id, after, self._page_size)
 
     def _discard_prefetch(self) -> None:
         if self._prefetched is not None:

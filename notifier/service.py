@@ -35,6 +35,7 @@ from notifier.heads import HeadReader
 from notifier.heartbeat import Heartbeats
 from notifier.hub import Hub, Subscriber
 from notifier.presence import Presence
+from notifier.reads import StreamReads
 from notifier.revocations import Revocations
 from notifier.store import NewNotification, Published, Store
 from notifier.store.users import UserStore
@@ -68,6 +69,8 @@ class Service:
             self.store, self.bus.in_transaction, busy_after=timeout / 1000 if timeout else None
         )
         self.heads = HeadReader(self.store)
+        self.reads = StreamReads(self.store, self.heads)
+        """What streams read (heads, replay pages), gathered across streams."""
         self.topic_fanout = TopicFanout(self.store, self.hub)
         self.limiter = PublishLimiter.of(self.settings.publish_rate)
         self.expiries = Expiries()

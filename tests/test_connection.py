@@ -19,7 +19,7 @@ from notifier.store import Store
 def handshaking(store: Store, send: Any) -> Connection:
     return Connection(
         user_id="u",
-        store=store,
+        reads=store,
         send=send,
         replay_after=None,
         page_size=100,

@@ -20,7 +20,7 @@ from tests.support import new_user
 def stream(store: Store, send: Any, *, user: str = "u", after: int | None = None) -> Connection:
     connection = Connection(
         user_id=user,
-        store=store,
+        reads=store,
         send=send,
         replay_after=after,
         page_size=2,
@@ -89,7 +89,7 @@ async def test_a_heartbeat_is_a_comment_on_sse_and_nothing_on_a_websocket(store:
     sse = stream(store, sse_send)
     ws = Connection(
         user_id="u",
-        store=store,
+        reads=store,
         send=ws_send,
         replay_after=None,
         page_size=2,

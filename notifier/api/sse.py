@@ -57,7 +57,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
     user_id = identity.user_id
     connection = Connection(
         user_id=user_id,
-        store=service.store,
+        reads=service.reads,
         send=send,
         replay_after=after,
         page_size=service.settings.replay_page_size,

@@ -74,7 +74,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
     ends_at = time.time() + service.settings.max_token_lifetime_seconds
     connection = Connection(
         user_id=user_id,
-        store=service.store,
+        reads=service.reads,
         send=send,
         replay_after=after,
         page_size=service.settings.replay_page_size,

@@ -126,6 +126,13 @@ class Store(Protocol):
         what replay and gap fill send."""
         ...
 
+    async def frames_after_many(
+        self, requests: Sequence[tuple[str, int]], limit: int
+    ) -> dict[tuple[str, int], list[tuple[int, str]]]:
+        """`frames_after` for many (user_id, after) pairs at once: up to `limit` frames
+        each, keyed by the pair (pairs with none are left out)."""
+        ...
+
     async def inbox(
         self,
         user_id: str,

@@ -164,6 +164,15 @@ _FRAMES = (
     "    FROM notifications WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 )
 
+# Many streams' pages in one statement (a reconnect storm's resumes, gathered): each
+# pair's frames through the primary key, as `_FRAMES` reads them one user at a time.
+_FRAMES_MANY = (
+    "SELECT r.user_id, r.after, page.seq, page.frame\n"
+    "    FROM unnest($1::varchar[], $2::bigint[]) AS r(user_id, after)\n"
+    f"    CROSS JOIN LATERAL (SELECT seq, {FRAME_SQL} AS frame FROM notifications\n"
+    "        WHERE user_id = r.user_id AND seq > r.after ORDER BY seq LIMIT $3) AS page"
+)
+
 # Errors of the connection, not of the statement: the connection is dropped, the
 # request gets a 503 (an OSError) and is retried by its publisher.
 _CONNECTION_ERRORS = (
@@ -283,6 +292,18 @@ class PostgresStore(SqlStore):
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         rows = await self._fetch(_FRAMES, user_id, after, limit)
         return [(seq, frame) for seq, frame in rows]
+
+    async def frames_after_many(
+        self, requests: Sequence[tuple[str, int]], limit: int
+    ) -> dict[tuple[str, int], list[tuple[int, str]]]:
+        users = [user for user, _ in requests]
+        afters = [after for _, after in requests]
+        found: dict[tuple[str, int], list[tuple[int, str]]] = {}
+        for user, after, seq, frame in await self._fetch(_FRAMES_MANY, users, afters, limit):
+            found.setdefault((user, after), []).append((seq, frame))
+        for page in found.values():
+            page.sort()  # rows of one pair come in seq order; this only makes it certain
+        return found
 
     async def heads(self, user_ids: Sequence[str], chunk: int = 1000) -> dict[str, int]:
         found: dict[str, int] = {}

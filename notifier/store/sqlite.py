@@ -117,6 +117,17 @@ class SqliteStore(SqlStore):
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         return [(n.seq, n.frame) for n in await self.after(user_id, after, limit)]
 
+    async def frames_after_many(
+        self, requests: Sequence[tuple[str, int]], limit: int
+    ) -> dict[tuple[str, int], list[tuple[int, str]]]:
+        # One node, one writer: a loop of the single read is all SQLite needs.
+        found: dict[tuple[str, int], list[tuple[int, str]]] = {}
+        for user, after in requests:
+            page = await self.frames_after(user, after, limit)
+            if page:
+                found[(user, after)] = page
+        return found
+
     async def heads(self, user_ids: Sequence[str], chunk: int = 1000) -> dict[str, int]:
         found: dict[str, int] = {}
         for start in range(0, len(user_ids), chunk):

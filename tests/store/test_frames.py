@@ -216,3 +216,17 @@ async def test_paging_respects_after_and_limit_in_ascending_seq(store: Store) ->
     assert await store.frames_after(user, count, 10) == []
     assert await store.frames_after(user, count + 100, 10) == []
     assert await store.frames_after(hostile_user(), 0, 10) == []
+
+
+async def test_many_pages_in_one_read_are_each_pages_own(store: Store) -> None:
+    """`frames_after_many` gives each (user, after) pair exactly what `frames_after`
+    gives it, the same user at two positions included; pairs with nothing are left out."""
+    first, second = hostile_user(), hostile_user()
+    await publish_streams(store, first)
+    await publish_streams(store, second)
+    pairs = [(first, 0), (first, 3), (second, 1), (hostile_user(), 0), (second, 10_000)]
+    pages = await store.frames_after_many(pairs, 4)
+    expected = {pair: await store.frames_after(*pair, 4) for pair in pairs}
+    assert pages == {pair: page for pair, page in expected.items() if page}
+    assert [seq for seq, _ in pages[(first, 0)]] == [1, 2, 3, 4]
+    assert [seq for seq, _ in pages[(first, 3)]] == [4, 5, 6]
