@@ -193,6 +193,13 @@ class Settings(BaseSettings):
     """A request head (request line and headers) must arrive within this; else 408."""
     body_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     """A request body must arrive in full within this after its head; else 408."""
+    max_opening_streams: int = Field(default=1000, ge=0)
+    """Streams being opened at once (handshake, and a resume's first page) beyond which
+    a new one is refused at once (WebSocket 1013, SSE 503): a storm is shed, not queued.
+    0: no bound."""
+    max_streams: int | None = Field(default=None, ge=1)
+    """Open streams one process may hold; unset: what its descriptor limit allows
+    (`notifier.admission`). Beyond it, refused like a busy process."""
     handshake_rate: float = Field(default=20.0, ge=0)
     """WebSocket handshakes a second from one client address, in bursts of 5x; 0: none."""
     max_token_lifetime_seconds: int = Field(default=86400, ge=5)

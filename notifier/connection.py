@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from notifier import eager, metrics
+from notifier.admission import Opening
 from notifier.core.lifecycle import InvalidTransition, Lifecycle, State, opened
 from notifier.core.sequencer import Offer, Sequencer, replay_complete
 from notifier.reads import Reads
@@ -69,6 +70,7 @@ class Connection:
         "_loop",
         "_max_buffer",
         "_missing",
+        "_opening",
         "_owner",
         "_page_size",
         "_prefetched",
@@ -102,6 +104,7 @@ class Connection:
         close_timeout: float = 30.0,
         issued_at: float | None = None,
         transport: Transport = WEBSOCKET,
+        opening: Opening | None = None,
     ) -> None:
         self.user_id = user_id
         self.issued_at = issued_at
@@ -134,6 +137,9 @@ class Connection:
         # and the sender would make one per frame.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._missing = 0
+        self._opening = opening
+        """A resume's place among the streams opening (`notifier.admission`), given back
+        once its first page is read: the database work of a resume is behind it then."""
         self.gave_up = False
         """True once the close frame could not be written within `close_timeout`."""
         self.expires_at: float | None = None
@@ -339,6 +345,9 @@ class Connection:
             # look like a deleted notification (see replay_complete).
             self._head_at_start = await self._reads.head(self.user_id)
         rows = await self._next_page()
+        if self._opening is not None:
+            self._opening.done()
+            self._opening = None
         if len(rows) == self._page_size:
             # Read the following page while this one is being sent: the database and
             # the socket work at the same time.

@@ -69,6 +69,13 @@ STREAM_CAP_REFUSED = Counter(
     "Streams refused because their user already held NOTIFIER_MAX_SOCKETS_PER_USER here",
     ["transport"],
 )
+STREAMS_SHED = Counter(
+    "notifier_streams_shed_total",
+    "Streams refused at once because the process was busy opening others (reason "
+    "opening, NOTIFIER_MAX_OPENING_STREAMS) or held all it may (reason streams, "
+    "NOTIFIER_MAX_STREAMS)",
+    ["transport", "reason"],
+)
 BUS_UP = Gauge(
     "notifier_bus_up", "1 while the cross-instance bus is connected", multiprocess_mode="livemin"
 )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from notifier import metrics
+from notifier.admission import Admission, streams_for_descriptors
 from notifier.auth import ApiKeys, AuthError, TokenVerifier
 from notifier.bus import Bus, BusHandlers
 from notifier.committer import GroupCommitter
@@ -81,6 +82,10 @@ class Service:
         self.draining = False
         """Set by `drain`: the process is stopping, every stream is closed with 1012."""
 
+        self.admission = Admission(
+            max_opening=self.settings.max_opening_streams,
+            max_streams=self.settings.max_streams or streams_for_descriptors(),
+        )
         rate = self.settings.handshake_rate
         self._handshakes = KeyedLimiter(rate, 5 * rate) if rate > 0 else None
 

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from notifier.admission import Admission
 from notifier.connection import Connection
 from notifier.core.lifecycle import InvalidTransition, State
 from notifier.store import Store
+from tests.support import new_user
 
 
 def handshaking(store: Store, send: Any) -> Connection:
@@ -178,3 +180,34 @@ async def test_out_of_order_calls_are_refused(store: Store) -> None:
     connection = live(store, send)
     with pytest.raises(InvalidTransition, match="begin_live is not allowed in live"):
         connection.start_at(3)
+
+
+async def test_a_resume_gives_back_its_opening_place_once_its_first_page_is_read(
+    store: Store,
+) -> None:
+    """A long replay does not count as opening (it could hold the place for minutes):
+    the place is given back as soon as the first page is read, before it is sent."""
+    gate = Admission(max_opening=1, max_streams=10)
+    opening = gate.admit("ws")
+    assert opening is not None
+    writable = asyncio.Event()
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        await writable.wait()  # a client that reads slowly
+
+    connection = Connection(
+        user_id=new_user(),
+        reads=store,
+        send=send,
+        replay_after=0,
+        page_size=100,
+        max_buffer_bytes=1 << 20,
+        opening=opening,
+    )
+    connection.start()
+    async with asyncio.timeout(2):
+        while gate.opening:
+            await asyncio.sleep(0.001)
+    assert gate.admit("ws") is not None
+    writable.set()
+    connection.discard()

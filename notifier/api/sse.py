@@ -42,6 +42,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PATH = "/v1/sse"
+BUSY = "server busy, retry later"
 _READ = (b"origin", b"authorization", b"last-event-id")
 
 log = logging.getLogger("notifier.sse")
@@ -49,7 +50,19 @@ log = logging.getLogger("notifier.sse")
 
 async def serve(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
     """One request to /v1/sse, from its head to the client's disconnect."""
-    admitted = await _admit(service, scope, send)
+    # Shed before anything costly while the process is busy opening others or full
+    # (`notifier.admission`): the client retries after `Retry-After`.
+    opening = service.admission.admit("sse")
+    if opening is None:
+        await _refuse(send, 503, BUSY, [], retry=True)
+        return
+    admitted = None
+    try:
+        admitted = await _admit(service, scope, send)
+    finally:
+        if admitted is None:  # refused, or the client left
+            opening.done()
+            service.admission.ended()
     if admitted is None:
         return
     identity, after, head = admitted
@@ -65,6 +78,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         stall_seconds=service.settings.ws_stall_seconds,
         issued_at=identity.issued_at,
         transport=SSE,
+        opening=opening if after is not None else None,
     )
     metrics.OPEN_SSE_STREAMS.inc()
     # A stream lives at most NOTIFIER_MAX_TOKEN_LIFETIME_SECONDS, whatever its token says.
@@ -86,6 +100,8 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
                 return
         await send({"type": "http.response.start", "status": 200, "headers": head})
         del head
+        if after is None:
+            opening.done()  # live; a resume is done opening once its first page is read
         service.heartbeats.add(connection)
         connection.start()
         try:
@@ -100,6 +116,8 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
             if current is not None:
                 current.uncancel()  # the client never took its close event: drop it
     finally:
+        opening.done()
+        service.admission.ended()
         service.heartbeats.discard(connection)
         service.expiries.forget(connection)
         service.detach(user_id, connection)

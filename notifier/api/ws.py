@@ -28,6 +28,7 @@ from notifier.auth import AuthError
 from notifier.connection import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_TOO_MANY_STREAMS,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     Connection,
 )
@@ -51,6 +52,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PATH = "/v1/ws"
+BUSY = "server busy, retry later"
 CLOSE_BAD_REQUEST = 4400
 # Client frames are pings, read marks and token renewals: a few a minute. A client that
 # floods gets error frames (bounded by its queue), never database work per frame.
@@ -64,7 +66,19 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
     """One WebSocket scope, from `websocket.connect` to `websocket.disconnect`."""
     if (await receive())["type"] != "websocket.connect":
         return
-    admitted = await _admit(service, scope, send)
+    # Shed before anything costly (the token's signature, the database) while the process
+    # is busy opening others or full (`notifier.admission`): the client backs off.
+    opening = service.admission.admit("ws")
+    if opening is None:
+        await _refuse(send, CLOSE_TRY_AGAIN_LATER, BUSY)
+        return
+    admitted = None
+    try:
+        admitted = await _admit(service, scope, send)
+    finally:
+        if admitted is None:  # refused, or the client left
+            opening.done()
+            service.admission.ended()
     if admitted is None:
         return
     identity, after = admitted
@@ -81,6 +95,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         max_buffer_bytes=service.settings.ws_max_buffer_bytes,
         stall_seconds=service.settings.ws_stall_seconds,
         issued_at=identity.issued_at,
+        opening=opening if after is not None else None,
     )
     metrics.OPEN_SOCKETS.inc()
     service.expiries.watch(connection, min(identity.expires_at, ends_at))
@@ -103,6 +118,8 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
             await send({"type": "websocket.accept"})
         except OSError:
             return  # the client left during the handshake
+        if after is None:
+            opening.done()  # live; a resume is done opening once its first page is read
         connection.start()
         # The receive loop is here, not in a function of its own: a suspended frame per
         # idle socket is memory per socket.
@@ -120,6 +137,8 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
             if current is not None:
                 current.uncancel()  # the client never took its close frame: drop it
     finally:
+        opening.done()
+        service.admission.ended()
         service.expiries.forget(connection)
         service.detach(user_id, connection)
         connection.discard()
