@@ -11,7 +11,9 @@ hold: authenticate, subscribe the socket to live delivery, learn where it starts
 `after` of a resume, or the user's head read after subscribing), and only then accept.
 Refusals are sent after accept as close codes (4401, 4400, 4429) so that browsers, which never
 see a refused handshake's status, can tell a bad token from a network error; a
-forbidden Origin, or another path, is refused before accept (HTTP 403).
+forbidden Origin, or another path, is refused before accept (HTTP 403), and so is a
+handshake shed while the process is busy (HTTP 503: the client retries as after any
+failure, which is all it should do).
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
+
 from notifier import metrics
 from notifier.api import handshake
 from notifier.auth import AuthError
 from notifier.connection import (
     CLOSE_INTERNAL_ERROR,
-    CLOSE_TOO_MANY_STREAMS,
     CLOSE_TRY_AGAIN_LATER,
+    CLOSE_TOO_MANY_STREAMS,
     CLOSE_UNAUTHORIZED,
     Connection,
 )
@@ -53,6 +57,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 PATH = "/v1/ws"
 BUSY = "server busy, retry later"
+_BUSY_BODY = orjson.dumps({"detail": BUSY})
 CLOSE_BAD_REQUEST = 4400
 # Client frames are pings, read marks and token renewals: a few a minute. A client that
 # floods gets error frames (bounded by its queue), never database work per frame.
@@ -66,11 +71,11 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
     """One WebSocket scope, from `websocket.connect` to `websocket.disconnect`."""
     if (await receive())["type"] != "websocket.connect":
         return
-    # Shed before anything costly (the token's signature, the database) while the process
-    # is busy opening others or full (`notifier.admission`): the client backs off.
+    # Shed before anything costly (the token's signature, the database, the WebSocket
+    # itself) while the process is busy opening others or full (`notifier.admission`).
     opening = service.admission.admit("ws")
     if opening is None:
-        await _refuse(send, CLOSE_TRY_AGAIN_LATER, BUSY)
+        await _busy(scope, send)
         return
     admitted = None
     try:
@@ -188,6 +193,32 @@ async def _admit(
         return None
 
     return identity, after
+
+
+async def _busy(scope: Scope, send: Send) -> None:
+    """`503` with `Retry-After` instead of the upgrade (the ASGI WebSocket Denial Response):
+    no WebSocket is set up, so a refusal costs a fraction of an accept and a close. A
+    browser sees a failed connection and retries on its backoff like after any failure;
+    a client that reads the status learns when to come back. A server without the
+    extension gets the accept and a close with 1013 (Try Again Later)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await _refuse(send, CLOSE_TRY_AGAIN_LATER, BUSY)
+        return
+    try:
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_BUSY_BODY)).encode()),
+                    (b"retry-after", b"1"),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": _BUSY_BODY})
+    except OSError:
+        pass  # the client left first
 
 
 async def _refuse(send: Send, code: int, reason: str) -> None:
