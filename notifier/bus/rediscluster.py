@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from notifier.bus.clusterurl import parse_cluster_url
 from notifier.bus.redis import WATCH_TIMEOUT
@@ -60,6 +62,11 @@ class RedisClusterBus(SupervisedBus):
             ssl=address.tls,
             socket_connect_timeout=5,
             socket_timeout=5,
+            # An announcement is sent after commit, while the publisher waits for its
+            # response. redis-py's default (10 attempts, backoff to 1 s) holds it for
+            # seconds when a master dies; failing sooner loses nothing, since every
+            # instance holds a connection to every master, loses it too, and resyncs.
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
         )
         self._shards: dict[str, Shard] = {}
         self._owners: dict[int, str] = {}

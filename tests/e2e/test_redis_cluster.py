@@ -94,7 +94,9 @@ async def test_publish_crosses_instances_for_users_on_every_master(
     for user, channel in zip(users, channels, strict=True):
         async with connect(a, user) as on_a, connect(b, user) as on_b:
             assert shard_subscribers(cluster, channel) == (2, 0)
-            created = [publish(None, a if n % 2 else b, user, data={"n": n}).json() for n in range(4)]
+            created = [
+                publish(None, a if n % 2 else b, user, data={"n": n}).json() for n in range(4)
+            ]
             assert await recv_notifications(on_a, 4, seconds=5) == created
             assert await recv_notifications(on_b, 4, seconds=5) == created
         await until(lambda channel=channel: shard_subscribers(cluster, channel) == (0, 0))
