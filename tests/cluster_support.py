@@ -165,6 +165,20 @@ class RedisCluster:
     def live(self) -> list[Node]:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
+    def masters(self) -> list[Node]:
+        return [n for n in self.live() if n.info("replication").get("role") == "master"]
+
+    def move_slot(self, channel: str, to: Node) -> None:
+        """Migrate `channel`'s (keyless) hash slot to the master `to`, as `redis-cli
+        --cluster reshard` would: IMPORTING, MIGRATING, then the new owner everywhere."""
+        slot = str(key_slot(channel.encode()))
+        source = self.master_of(channel)
+        source_id, target_id = (_cli(n.port, "cluster", "myid").strip() for n in (source, to))
+        assert _cli(to.port, "cluster", "setslot", slot, "importing", source_id).strip() == "OK"
+        assert _cli(source.port, "cluster", "setslot", slot, "migrating", target_id).strip() == "OK"
+        for node in (to, source, *self.masters()):
+            _cli(node.port, "cluster", "setslot", slot, "node", target_id)
+
     def kill(self, node: Node) -> None:
         """SIGKILL: the node's connections break at once; its replica takes over after
         the node timeout."""
