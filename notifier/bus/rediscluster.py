@@ -79,6 +79,7 @@ class RedisClusterBus(SupervisedBus):
         """User channel -> resolved when its shard confirmed the subscription."""
         self._connecting: dict[str, asyncio.Future[None]] = {}
         """Every channel subscribed by the connect in progress -> confirmed."""
+        self._unsubscribing: set[asyncio.Task[None]] = set()
 
     async def stop(self) -> None:
         await super().stop()
@@ -104,7 +105,9 @@ class RedisClusterBus(SupervisedBus):
             self._watched.discard(user_id)
             self._confirmed.pop(channel(user_id), None)
             if self._connected:
-                asyncio.get_running_loop().create_task(self._unsubscribe(user_id))
+                task = asyncio.get_running_loop().create_task(self._unsubscribe(user_id))
+                self._unsubscribing.add(task)  # referenced until done
+                task.add_done_callback(self._unsubscribing.discard)
 
     async def _unsubscribe(self, user_id: str) -> None:
         if user_id in self._watched or not self._connected:  # back meanwhile, or down
@@ -158,7 +161,13 @@ class RedisClusterBus(SupervisedBus):
         loop = asyncio.get_running_loop()
         self._lost = loop.create_future()
         self._shards = {name: Shard(node) for name, node in masters.items()}
-        await asyncio.gather(*(shard.open() for shard in self._shards.values()))
+        # Every open settles before any failure is raised, so `_disconnect` closes them all.
+        opened = await asyncio.gather(
+            *(shard.open() for shard in self._shards.values()), return_exceptions=True
+        )
+        for outcome in opened:
+            if isinstance(outcome, BaseException):
+                raise outcome
         self._readers = [
             asyncio.create_task(self._read(shard), name=f"redis-shard-{shard.name}")
             for shard in self._shards.values()
