@@ -22,6 +22,7 @@ AccessLog = Literal["errors", "all", "off"]
 
 DATABASE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+"""One Redis; `redis+cluster://` and `rediss+cluster://` name a Redis Cluster's nodes."""
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 """The JWS signature algorithms python-jose verifies; anything else ('none' above all)
@@ -116,6 +117,24 @@ def _malformed_api_key(entries: list[str]) -> str | None:
             )
         if sep and not key:
             return f"NOTIFIER_API_KEYS entry '{name}:' has no key after the colon"
+    return None
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """Why the redis bus cannot use `url`, in one line that never shows its password."""
+    from notifier.bus.clusterurl import is_cluster_url, parse_cluster_url
+
+    if is_cluster_url(url):
+        try:
+            parse_cluster_url(url)
+        except ValueError as error:
+            return str(error)
+        return None
+    if not url.startswith(REDIS_SCHEMES):
+        return (
+            "NOTIFIER_REDIS_URL must start with redis://, rediss:// or unix:// (one Redis), "
+            "or redis+cluster:// or rediss+cluster:// (a Redis Cluster)"
+        )
     return None
 
 
@@ -309,8 +328,8 @@ class Settings(BaseSettings):
                 "NOTIFIER_API_KEYS names a publisher 'sql': that name is reserved for "
                 "notifier_publish() (its idempotency keys are its own): choose another name"
             )
-        if self.effective_bus == "redis" and not self.redis_url.startswith(REDIS_SCHEMES):
-            return "NOTIFIER_REDIS_URL must start with redis://, rediss:// or unix://"
+        if self.effective_bus == "redis":
+            return _redis_url_problem(self.redis_url)
         return None
 
     @property

@@ -346,6 +346,20 @@ def test_serve_warns_about_a_weak_secret_on_loopback(tmp_path: Path) -> None:
     assert short not in (tmp_path / "serve.err").read_text()
 
 
+def test_serve_refuses_a_malformed_cluster_url(tmp_path: Path) -> None:
+    """A `redis+cluster://` URL with a bad node stops serve with one line naming the
+    variable and the form to write, not a traceback from the Redis client."""
+    env = cli_env(
+        NOTIFIER_DATABASE_URL=sqlite_url(tmp_path),
+        NOTIFIER_JWT_SECRET=SECRET,
+        NOTIFIER_API_KEYS="main:k",
+        NOTIFIER_BUS="redis",
+        NOTIFIER_REDIS_URL="redis+cluster://10.0.0.1:7000,10.0.0.2:x",
+    )
+    result = run_cli("serve", "--port", str(free_port()), env=env, cwd=tmp_path)
+    assert_one_line_error(result, "NOTIFIER_REDIS_URL", "'10.0.0.2:x'", "host:port[,host:port")
+
+
 # -- NOTIFIER_MAX_PAYLOAD_BYTES ---------------------------------------------------------
 
 

@@ -96,9 +96,42 @@ def test_database_url_message_never_shows_the_password() -> None:
 
 
 def test_redis_url_is_checked_when_the_bus_is_redis() -> None:
-    """A Redis bus needs a redis://, rediss:// or unix:// URL; otherwise the URL is unused."""
+    """A Redis bus needs a redis://, rediss://, unix:// or cluster URL; otherwise the URL is
+    unused."""
     assert refusal(bus="redis", redis_url="http://h").startswith("NOTIFIER_REDIS_URL")
     assert Settings(redis_url="http://h").redis_url == "http://h"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://10.0.0.1:7000",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7000,[::1]:7001/",
+        "rediss+cluster://notifier:s3cret@redis-a.internal:6380,redis-b.internal:6380",
+    ],
+)
+def test_cluster_urls_are_accepted_for_the_redis_bus(url: str) -> None:
+    """A Redis Cluster is named by one or more seed nodes, with or without TLS."""
+    assert Settings(bus="redis", redis_url=url).redis_url == url  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis+cluster://", "names no cluster node"),
+        ("redis+cluster://h:70000", "'h:70000' has no valid port"),
+        ("redis+cluster://h1:7000,:7001", "':7001' has no host"),
+        ("redis+cluster://h:7000/2", "only database 0"),
+        ("redis+cluster://h:7000?ssl_cert_reqs=none", "takes no query options"),
+        ("redis+cluster://hunter2@h:7000", "user:password@ or :password@"),
+    ],
+)
+def test_malformed_cluster_url_is_one_line_without_the_password(url: str, reason: str) -> None:
+    """Start-up refuses a malformed cluster URL in one line that says what is wrong and
+    never repeats the password."""
+    message = refusal(bus="redis", redis_url=url)
+    assert message.startswith("NOTIFIER_REDIS_URL") and reason in message, message
+    assert "hunter2" not in message
 
 
 def test_log_level_is_checked_and_case_blind() -> None:

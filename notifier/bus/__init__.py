@@ -35,6 +35,12 @@ def _engine_bus(kind: str, *, engine: AsyncEngine, redis_url: str, origin: str) 
 
         return PostgresBus(engine, origin=origin)
     if kind == "redis":
+        from notifier.bus.clusterurl import is_cluster_url
+
+        if is_cluster_url(redis_url):
+            from notifier.bus.rediscluster import RedisClusterBus
+
+            return RedisClusterBus(redis_url, origin=origin)
         from notifier.bus.redis import RedisBus
 
         return RedisBus(redis_url, origin=origin)

@@ -21,21 +21,16 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from notifier.bus.redischannels import CONTROL, PREFIX, TOPICS, channel, receive
 from notifier.bus.supervisor import SupervisedBus
-from notifier.wire.announcement import Announcement, TopicAnnouncement, decode_payload
+from notifier.wire.announcement import Announcement, TopicAnnouncement
 from notifier.wire.notification import Notification
 
 log = logging.getLogger("notifier.bus")
 
-PREFIX = "notifier:user:"
-_CONTROL = "notifier:control"
-TOPICS = "notifier:topics"
-"""Topic publishes: every instance subscribes, each resolves the recipients it holds."""
-_WATCH_TIMEOUT = 2.0
-
-
-def channel(user_id: str) -> str:
-    return PREFIX + user_id
+WATCH_TIMEOUT = 2.0
+"""How long `watch` waits for Redis to confirm a subscription before the socket carries
+on (and is caught up by the resync after the reconnect that follows)."""
 
 
 class RedisBus(SupervisedBus):
@@ -69,7 +64,7 @@ class RedisBus(SupervisedBus):
         if pending is not None and not pending.done() and self._connected:
             # Down or slow: carry on; the resync after reconnect catches the socket up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pending), _WATCH_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(pending), WATCH_TIMEOUT)
 
     def unwatch(self, user_id: str) -> None:
         if user_id in self._watched:
@@ -98,7 +93,7 @@ class RedisBus(SupervisedBus):
 
     async def broadcast(self, announcement: Announcement) -> None:
         """On the control channel, which every instance subscribes to at all times."""
-        await self._client.publish(_CONTROL, announcement.encode(self._origin))
+        await self._client.publish(CONTROL, announcement.encode(self._origin))
 
     async def announce_read(self, user_id: str, frame: str) -> None:
         payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
@@ -112,7 +107,7 @@ class RedisBus(SupervisedBus):
     async def _connect(self) -> None:
         pubsub = self._client.pubsub()
         self._pubsub = pubsub
-        await pubsub.subscribe(_CONTROL, TOPICS, *[channel(user) for user in self._watched])
+        await pubsub.subscribe(CONTROL, TOPICS, *[channel(user) for user in self._watched])
         for user in self._watched:
             if user not in self._confirmed or self._confirmed[user].done():
                 self._confirmed[user] = asyncio.get_running_loop().create_future()
@@ -140,33 +135,8 @@ class RedisBus(SupervisedBus):
             if future is not None and not future.done():
                 future.set_result(None)
             return
-        if kind == "message" and name == TOPICS:
-            self._on_topic(message["data"])
-            return
-        if kind != "message" or not (name.startswith(PREFIX) or name == _CONTROL):
-            return
-        try:
-            origin, announcement = Announcement.decode(message["data"])
-        except ValueError:
-            log.warning("ignored a foreign payload on a bus channel")
-            return
-        if origin != self._origin and self._handlers is not None:
-            self._handlers.deliver(announcement)
-
-    def _on_topic(self, payload: bytes | str) -> None:
-        try:
-            origin, announced = decode_payload(payload)
-        except ValueError:
-            log.warning("ignored a foreign payload on the topics channel")
-            return
-        handlers = self._handlers
-        if (
-            isinstance(announced, TopicAnnouncement)
-            and origin != self._origin  # delivered here at commit
-            and handlers is not None
-            and handlers.deliver_topic is not None
-        ):
-            handlers.deliver_topic(announced)
+        if kind == "message":
+            receive(self._handlers, self._origin, name, message["data"])
 
     async def _disconnect(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
