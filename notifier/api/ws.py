@@ -31,8 +31,8 @@ from notifier.api import handshake
 from notifier.auth import AuthError
 from notifier.connection import (
     CLOSE_INTERNAL_ERROR,
-    CLOSE_TRY_AGAIN_LATER,
     CLOSE_TOO_MANY_STREAMS,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     Connection,
 )
