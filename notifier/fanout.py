@@ -1,11 +1,10 @@
 """Topic publishes delivered on this instance: from one announcement to each socket.
 
 A topic announcement names a publish, not its recipients (up to 100,000 of them, far
-more than a bus payload holds). Each instance, the publishing one included, reads the
-frames the publish made for the users it holds sockets of (`Store.topic_frames`: the
-database keeps the publish's rows to those users, so only their frames cross the wire)
-and offers them to the hub like any announcement: the sockets' sequencers put them in
-order with everything else.
+more than a bus payload holds). Each instance, the publishing one included, reads which
+notifications the publish made (`Store.topic_recipients`), keeps those of the users it
+holds sockets of, reads their frames (`Store.frames_at`) and offers them to the hub like
+any announcement: the sockets' sequencers put them in order with everything else.
 
 The users held are looked up after the commit (the announcement comes after it), so a
 socket subscribed before it read its starting point is either counted here or started
@@ -27,11 +26,8 @@ from notifier.wire.announcement import Announcement, TopicAnnouncement
 
 log = logging.getLogger("notifier.fanout")
 
-HELD_CHUNK = 20_000
-"""Users held here asked about in one read: each read passes over the publish's rows once
-(about 35 ms for 100,000), and returns only the frames of these users."""
-OFFER_STEP = 1000
-"""Frames offered to the hub in one step of the event loop."""
+FRAME_CHUNK = 1000
+"""Frames read and offered at a time: one read, and a bounded step of the event loop."""
 
 
 class TopicFanout:
@@ -71,19 +67,16 @@ class TopicFanout:
         """Offer the publish's notifications to this instance's sockets; how many users
         here were among its recipients."""
         hub = self._hub
-        users = list(hub.users())
+        if not any(True for _ in hub.users()):
+            return 0
+        rows = await self._store.topic_recipients(announcement.topic, announcement.created_at)
+        held = [(user, seq) for user, seq in rows if hub.subscribers(user)]
         stamp = announcement.created_at.timestamp()
-        delivered = 0
-        for start in range(0, len(users), HELD_CHUNK):
-            frames = await self._store.topic_frames(
-                announcement.topic, announcement.created_at, users[start : start + HELD_CHUNK]
-            )
-            delivered += len(frames)
-            for step in range(0, len(frames), OFFER_STEP):
-                if step:
-                    await asyncio.sleep(0)  # a bounded step of the event loop at a time
-                for user, seq, frame in frames[step : step + OFFER_STEP]:
-                    hub.on_announcement(
-                        Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
-                    )
-        return delivered
+        for start in range(0, len(held), FRAME_CHUNK):
+            part = held[start : start + FRAME_CHUNK]
+            frames = await self._store.frames_at([u for u, _ in part], [s for _, s in part])
+            for user, seq, frame in frames:
+                hub.on_announcement(
+                    Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
+                )
+        return len(held)

@@ -105,11 +105,14 @@ class Store(Protocol):
         """A page of the topic's subscribers, ascending by user id (byte order)."""
         ...
 
-    async def topic_frames(
-        self, topic: str, created_at: datetime, users: Sequence[str]
+    async def topic_recipients(self, topic: str, created_at: datetime) -> list[tuple[str, int]]:
+        """(user_id, seq) of each notification of the topic publish made at `created_at`."""
+        ...
+
+    async def frames_at(
+        self, users: Sequence[str], seqs: Sequence[int]
     ) -> list[tuple[str, int, str]]:
-        """(user_id, seq, frame) of the notifications the topic publish made at
-        `created_at` for those of `users` among its recipients."""
+        """(user_id, seq, frame) of the notifications at those (user_id, seq) pairs."""
         ...
 
     # -- reading --------------------------------------------------------------------

@@ -279,11 +279,15 @@ class PostgresStore(SqlStore):
         async with self._asyncpg() as raw:
             return await pg_topics.subscribers(raw, topic, after, limit)
 
-    async def topic_frames(
-        self, topic: str, created_at: datetime, users: Sequence[str]
+    async def topic_recipients(self, topic: str, created_at: datetime) -> list[tuple[str, int]]:
+        async with self._asyncpg() as raw:
+            return await pg_topics.recipients(raw, topic, created_at)
+
+    async def frames_at(
+        self, users: Sequence[str], seqs: Sequence[int]
     ) -> list[tuple[str, int, str]]:
         async with self._asyncpg() as raw:
-            return await pg_topics.topic_frames(raw, topic, created_at, users)
+            return await pg_topics.frames_at(raw, users, seqs)
 
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         rows = await self._fetch(_FRAMES, user_id, after, limit)

@@ -103,24 +103,16 @@ class SqliteStore(SqlStore):
             rows = await conn.execute(sqlite_topics.subscribers_query(topic, after, limit))
             return [row.user_id for row in rows]
 
-    async def _topic_recipients(self, topic: str, created_at: datetime) -> list[tuple[str, int]]:
+    async def topic_recipients(self, topic: str, created_at: datetime) -> list[tuple[str, int]]:
         async with self._reader.connect() as conn:
             rows = await conn.execute(sqlite_topics.recipients_query(topic, created_at))
             return [(row.user_id, row.seq) for row in rows]
 
-    async def _frames_at(
+    async def frames_at(
         self, users: Sequence[str], seqs: Sequence[int]
     ) -> list[tuple[str, int, str]]:
         async with self._reader.connect() as conn:
             return await sqlite_topics.frames_at(conn, users, seqs)
-
-    async def topic_frames(
-        self, topic: str, created_at: datetime, users: Sequence[str]
-    ) -> list[tuple[str, int, str]]:
-        # One node: the recipients, kept to `users`, then their frames.
-        wanted = set(users)
-        held = [p for p in await self._topic_recipients(topic, created_at) if p[0] in wanted]
-        return await self._frames_at([u for u, _ in held], [s for _, s in held]) if held else []
 
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         return [(n.seq, n.frame) for n in await self.after(user_id, after, limit)]
