@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 
 from bench import loadgen, storm
-from bench.run import Database, ServerProcess
+from bench.run import Database, ServerProcess, pytest_running
 from bench.storm import PEERS, Peer, Storm
 
 monotonic = storm.monotonic
@@ -495,7 +495,13 @@ def report(result: dict[str, Any], log: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if not args.no_db_restart and pytest_running():
+        raise SystemExit(
+            "a pytest run is going on: restarting PostgreSQL under it would fail its tests; "
+            "wait for it, or pass --no-db-restart"
+        )
     result, log = storm.run_on_a_server(args, Soak, prefix="bench-soak-")
+    result["pytest_running_at_end"] = pytest_running()
     sys.exit(0 if report(result, log) else 1)
 
 
