@@ -367,13 +367,14 @@ class Soak(Storm):
         settled = self.failure is None and await self.settle()
         self.stop = True
         await self.close_clients(keepers)
-        return self.soak_figures(connected, timeline, settled, duration)
+        return self.soak_figures(connected, timeline, settled, t0, duration)
 
     def soak_figures(
         self,
         connected: dict[str, Any],
         restart: dict[str, float] | None,
         settled: bool,
+        t0: float,
         duration: float,
     ) -> dict[str, Any]:
         peers = list(PEERS.values())
@@ -414,6 +415,10 @@ class Soak(Storm):
             "reconnects": self.reconnects,
             "attempts_total": sum(p.attempts for p in peers),
             "refused": dict(self.refused.most_common()),
+            "refused_between_s": {
+                cause: [round(first - t0, 1), round(last - t0, 1)]
+                for cause, (first, last) in self.refused_when.items()
+            },
             "handshake_to_replayed_ms": loadgen.summary_ms(self.handshakes),
             "close_codes": {str(k): v for k, v in loadgen.CLOSE_CODES.items()},
             "published": self.published_storm,
@@ -424,8 +429,12 @@ class Soak(Storm):
         }
 
 
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:+.3f}" if isinstance(value, float) else str(value)
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def report(result: dict[str, Any], log: Path) -> bool:
@@ -455,17 +464,17 @@ def report(result: dict[str, Any], log: Path) -> bool:
     )
     for s in r["samples"]:
         print(
-            f"  {s['t_s']:>7} {s['rss_mib']:>9} {s['fds']:>6} {_fmt(s['tasks']):>6} "
-            f"{s['live_streams']:>8} {s['delivered']:>9} {_fmt(s['live_p50_ms']):>8} "
-            f"{_fmt(s['live_p99_ms']):>8} {s['reconnects']:>7} {s['refused']:>7} "
+            f"  {s['t_s']:>7} {s['rss_mib']:>9} {s['fds']:>6} {_cell(s['tasks']):>6} "
+            f"{s['live_streams']:>8} {s['delivered']:>9} {_cell(s['live_p50_ms']):>8} "
+            f"{_cell(s['live_p99_ms']):>8} {s['reconnects']:>7} {s['refused']:>7} "
             f"{s['cpu_server']:>7}"
         )
     slopes = r["slopes"]
     print(
         f"  slopes         after warm-up ({r['slope_samples']} samples from "
-        f"{r['warmup_from_s']} s), per minute: RSS {_fmt(slopes['rss_mib_per_min'])} MiB "
-        f"({_fmt(r['rss_bytes_per_reconnect'])} B per reconnect), descriptors "
-        f"{_fmt(slopes['fds_per_min'])}, tasks {_fmt(slopes['tasks_per_min'])}"
+        f"{r['warmup_from_s']} s), per minute: RSS {_signed(slopes['rss_mib_per_min'])} MiB "
+        f"({_signed(r['rss_bytes_per_reconnect'])} B per reconnect), descriptors "
+        f"{_signed(slopes['fds_per_min'])}, tasks {_signed(slopes['tasks_per_min'])}"
     )
     print(f"  p99 per window {r['p99_per_window_ms']} ms")
     live = r["live_latency_ms"]
@@ -481,6 +490,8 @@ def report(result: dict[str, Any], log: Path) -> bool:
         f"{r['attempts_total']} attempts; connect to replayed p50 {hs['p50']} ms, "
         f"p99 {hs['p99']} ms; refused {r['refused'] or 'none'}"
     )
+    for cause, (first, last) in r["refused_between_s"].items():
+        print(f"                 {cause}: from {first} s to {last} s")
     print(f"  closes         {r['close_codes'] or 'none'}")
     print(f"  published      {r['published']:,} acknowledged (HTTP {r['publish_statuses']})")
     print(
