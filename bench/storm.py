@@ -46,6 +46,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,29 @@ CONNECT_TIMEOUT = 10.0
 BATCH_PATH = b"/v1/notifications/batch"
 
 
+def shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the runs built on `Storm` (bench.storm, bench.soak): transport,
+    pinning, bus, source addresses, seed."""
+    parser.add_argument("--transport", choices=["ws", "sse"], default="ws")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--loadgen-cpu", type=int, default=1)
+    parser.add_argument("--bus", default=None, help="NOTIFIER_BUS (default: the server's own)")
+    parser.add_argument("--source-addresses", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=10)
+
+
+def for_the_server(args: argparse.Namespace) -> argparse.Namespace:
+    """What `ServerProcess` reads: one process, on `--server-cpu`."""
+    args.server_cpu = [args.server_cpu]
+    args.workers = 1
+    return args
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.storm", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--sockets", type=int, default=10000, help="clients, one user each")
-    parser.add_argument("--transport", choices=["ws", "sse"], default="ws")
     parser.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
     parser.add_argument("--before", type=int, default=3, help="notifications per user first")
     parser.add_argument(
@@ -74,17 +92,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tail", type=float, default=3.0, help="seconds of publishing after")
     parser.add_argument("--timeout", type=float, default=180.0, help="bound of the storm (s)")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--loadgen-cpu", type=int, default=1)
-    parser.add_argument("--bus", default=None, help="NOTIFIER_BUS (default: the server's own)")
-    parser.add_argument("--source-addresses", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=10)
+    shared_arguments(parser)
     args = parser.parse_args(argv)
     if args.sockets < 1 or args.before < 1:
         parser.error("--sockets and --before: at least 1")
-    args.server_cpu = [args.server_cpu]  # what ServerProcess reads
-    args.workers = 1
-    return args
+    return for_the_server(args)
 
 
 # -- the clients ----------------------------------------------------------------------------
@@ -313,31 +325,40 @@ class Storm:
 
     # -- during ---------------------------------------------------------------------------
 
-    async def publisher(self, done: asyncio.Event) -> None:
+    tick = 0.05
+    """The publisher's clock: it sends what fell due each `tick` seconds, in one batch."""
+
+    def item(self, user: str, index: int, due: float) -> dict[str, Any]:
+        """The publisher's notification number `index`, due at `due` (monotonic)."""
+        return {
+            "user_id": user,
+            "type": "storm.during",
+            "data": {"i": index},
+            "idempotency_key": f"storm-{index}",
+        }
+
+    async def publisher(self, done: asyncio.Event, limit: int | None = None) -> None:
         """`--rate` a second on the clock: what fell due while the server was down goes
         out (up to 1,000 a batch) as soon as it answers again."""
         users = list(PEERS)
         start = monotonic()
+        rate = self.args.rate
         made = 0
         conn: loadgen.HttpConn | None = None
-        limit = int(self.args.rate * (self.args.timeout + self.args.tail)) + 1
+        if limit is None:
+            limit = int(rate * (self.args.timeout + self.args.tail)) + 1
         while not done.is_set() and made < limit:
-            due = min(limit, int((monotonic() - start) * self.args.rate))
+            due = min(limit, int((monotonic() - start) * rate))
             if due > made:
                 count = min(1000, due - made)
                 items = [
-                    {
-                        "user_id": self.rng.choice(users),
-                        "type": "storm.during",
-                        "data": {"i": made + k},
-                        "idempotency_key": f"storm-{made + k}",
-                    }
-                    for k in range(count)
+                    self.item(self.rng.choice(users), i, start + i / rate)
+                    for i in range(made, made + count)
                 ]
                 conn = await self.publish(conn, items)
                 made += count
                 self.published_storm = made
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(self.tick)
         if conn is not None:
             conn.close()
 
@@ -373,22 +394,38 @@ class Storm:
             await asyncio.wait_for(peer.lost, 1.0)
         return False
 
-    async def keep(self, peer: Peer, restarted: asyncio.Event) -> None:
-        """The client's loop after the restart: back off, reconnect, until live."""
-        await restarted.wait()
-        await peer.lost
+    async def come_back(self, peer: Peer) -> bool:
+        """A client whose stream ended: back off, reconnect, until it is live again
+        (True) or the run stops (False)."""
         while not self.stop:
             await asyncio.sleep(self.backoff.delay(peer.attempt))
             peer.attempt += 1
             if self.stop:
-                return
+                return False
             if await self.attempt(peer):
                 peer.attempt = 0
-                peer.live_at = monotonic()
-                self.live_again += 1
-                if self.live_again == len(PEERS):
-                    self.all_live.set()
-                return
+                return True
+        return False
+
+    async def keep(self, peer: Peer, restarted: asyncio.Event) -> None:
+        """The client's loop after the restart: back off, reconnect, until live."""
+        await restarted.wait()
+        await peer.lost
+        if await self.come_back(peer):
+            peer.live_at = monotonic()
+            self.live_again += 1
+            if self.live_again == len(PEERS):
+                self.all_live.set()
+
+    async def close_clients(self, keepers: Sequence[asyncio.Future[None]]) -> None:
+        """The end: the clients' loops cancelled, every stream closed by this side."""
+        for task in keepers:
+            task.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
+        loadgen.CLOSING = True
+        for peer in PEERS.values():
+            if peer.client is not None:
+                peer.client.abort()
 
     async def restart(self) -> dict[str, Any]:
         """Signal the server, wait for it to go, start it again on the same port."""
@@ -455,13 +492,7 @@ class Storm:
             p.last_seq < p.max_seq_acked for p in PEERS.values() if p.live_at
         ):
             await asyncio.sleep(0.05)
-        for task in keepers:
-            task.cancel()
-        await asyncio.gather(*keepers, return_exceptions=True)
-        loadgen.CLOSING = True
-        for peer in PEERS.values():
-            if peer.client is not None:
-                peer.client.abort()
+        await self.close_clients(keepers)
         return self.figures(connected, timeline, all_live_at, cpu, closes_storm)
 
     def figures(
@@ -507,12 +538,7 @@ class Storm:
             "published_before": self.published_before,
             "published_during_and_after": self.published_storm,
             "publish_statuses": dict(self.publish_statuses),
-            "received": sum(p.received for p in peers),
-            "gaps": sum(p.gaps for p in peers),
-            "duplicates": sum(p.duplicates for p in peers),
-            "missing": sum(max(0, p.max_seq_acked - p.last_seq) for p in peers),
-            "beyond_acked": sum(max(0, p.last_seq - p.max_seq_acked) for p in peers),
-            "incomplete_replays": sum(p.incomplete for p in peers),
+            **delivery_checks(peers),
             "cpu_storm": cpu,
             "generator_counters": dict(loadgen.COUNTS),
         }
@@ -549,6 +575,19 @@ class Storm:
         ]
 
 
+def delivery_checks(peers: list[Peer]) -> dict[str, int]:
+    """What the clients hold against what was acknowledged: `gaps`, `duplicates`,
+    `missing` (acknowledged seqs never received) and `beyond_acked` must all be 0."""
+    return {
+        "received": sum(p.received for p in peers),
+        "gaps": sum(p.gaps for p in peers),
+        "duplicates": sum(p.duplicates for p in peers),
+        "missing": sum(max(0, p.max_seq_acked - p.last_seq) for p in peers),
+        "beyond_acked": sum(max(0, p.last_seq - p.max_seq_acked) for p in peers),
+        "incomplete_replays": sum(p.incomplete for p in peers),
+    }
+
+
 def server_warnings(log: Path, limit: int = 12) -> list[str]:
     """The server's WARNING and ERROR records (its log is JSON lines), counted by
     logger, message and the last line of their exception."""
@@ -569,6 +608,16 @@ def server_warnings(log: Path, limit: int = 12) -> list[str]:
             text += f" ({exception[-1][:120]})"
         counts[text[:300]] += 1
     return [f"{n} x {text}" for text, n in counts.most_common(limit)]
+
+
+def print_end(result: dict[str, Any], log: Path) -> None:
+    """The last lines of a report: the server's warnings, then every figure as JSON."""
+    warnings = server_warnings(log)
+    print(f"  server log     {len(warnings)} kinds of WARNING/ERROR line")
+    for line in warnings:
+        print(f"    {line}")
+    print(orjson.dumps(result).decode())
+    sys.stdout.flush()
 
 
 def report(result: dict[str, Any], log: Path) -> bool:
@@ -630,27 +679,28 @@ def report(result: dict[str, Any], log: Path) -> bool:
         f"incomplete replays {r['incomplete_replays']}: {'OK' if ok else 'FAILED'}"
     )
     print(f"  cpu            from ready to all live: {r['cpu_storm']}")
-    warnings = server_warnings(log)
-    print(f"  server log     {len(warnings)} kinds of WARNING/ERROR line")
-    for line in warnings:
-        print(f"    {line}")
-    print(orjson.dumps(result).decode())
-    sys.stdout.flush()
+    print_end(result, log)
     return ok
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def run_on_a_server(
+    args: argparse.Namespace,
+    make: Callable[[argparse.Namespace, ServerProcess, Database], Storm],
+    prefix: str = "bench-storm-",
+) -> tuple[dict[str, Any], Path]:
+    """This process pinned to `--loadgen-cpu`; a database made for the run and one
+    `notifier serve` on it; `make(...).run()` on uvloop; then the server (whichever is
+    running by then) stopped and the database dropped. Returns the figures and the
+    server's log."""
     os.sched_setaffinity(0, {args.loadgen_cpu})
     soft, _hard = loadgen.raise_nofile()
     if soft < args.sockets + 500:
         raise SystemExit(f"RLIMIT_NOFILE {soft} is too low for {args.sockets} sockets")
     database = Database()
     database.create()
-    logs = Path(tempfile.mkdtemp(prefix="bench-storm-"))
-    log = logs / "server.log"
+    log = Path(tempfile.mkdtemp(prefix=prefix)) / "server.log"
     server = ServerProcess("notifier", args, database, log)
-    storm: Storm | None = None
+    bench: Storm | None = None
     try:
         server.wait_ready()
         with contextlib.suppress(ImportError):
@@ -659,16 +709,22 @@ def main(argv: list[str] | None = None) -> None:
             uvloop.install()
 
         async def go() -> dict[str, Any]:
-            nonlocal storm
-            storm = Storm(args, server, database)
-            return await storm.run()
+            nonlocal bench
+            bench = make(args, server, database)
+            return await bench.run()
 
         result = asyncio.run(go())
     finally:
-        if storm is not None:
-            server = storm.server
+        if bench is not None:
+            server = bench.server
         server.stop()
         database.drop()
+    return result, log
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result, log = run_on_a_server(args, Storm)
     sys.exit(0 if report(result, log) else 1)
 
 

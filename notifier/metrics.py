@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from prometheus_client import (
@@ -84,6 +85,20 @@ DATABASE_UP = Gauge(
     "1 while the database answered the last check",
     multiprocess_mode="livemin",
 )
+
+TASKS = Gauge(
+    "notifier_asyncio_tasks",
+    "asyncio tasks alive in this process's event loop (counted each reconcile round)",
+    multiprocess_mode="livesum",
+)
+
+
+def count_tasks() -> None:
+    """Set `TASKS`. A task left behind by a stream that ended shows as a count that grows
+    with the connects made rather than following the streams open. Counting walks every
+    task (about 4 ms at 10,000 streams), so the reconcile loop does it once a round, not
+    each request or scrape."""
+    TASKS.set(len(asyncio.all_tasks()))
 
 
 def exposition() -> bytes:

@@ -247,6 +247,7 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._resync_now.wait(), interval)
             self._resync_now.clear()
+            metrics.count_tasks()
             reloaded = False
             if not self.revocations.complete and self.bus.healthy:
                 await self._load_revocations()
