@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from notifier import metrics
+from notifier import metrics, upkeep
 from notifier.admission import Admission, streams_for_descriptors
 from notifier.auth import ApiKeys, AuthError, TokenVerifier
 from notifier.bus import Bus, BusHandlers
@@ -116,6 +116,22 @@ class Service:
         ]
         if self.settings.retention_days is not None:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+        engine = self.store.engine
+        if engine.dialect.name == "postgresql" and not await upkeep.autovacuum_on(engine):
+            log.warning(
+                "PostgreSQL's autovacuum is off: notifier will ANALYZE its own tables as they "
+                "grow; turn autovacuum on (the default) so that VACUUM runs too"
+            )
+            self._tasks.append(asyncio.create_task(self._upkeep_loop(), name="upkeep"))
+
+    async def _upkeep_loop(self) -> None:
+        """Fresh planner statistics where autovacuum is off (`notifier.upkeep`)."""
+        while True:
+            await asyncio.sleep(upkeep.INTERVAL_SECONDS)
+            try:
+                await upkeep.analyze_stale(self.store.engine)
+            except Exception as error:  # the database is down: the next round retries
+                log.warning("analyze failed", extra={"error": repr(error)[:300]})
 
     async def stop(self) -> None:
         for task in self._tasks:
