@@ -98,7 +98,7 @@ class CrossWs(loadgen.WsClient):
     def __init__(self, user: str, waiter: asyncio.Future[float]) -> None:
         super().__init__(user, waiter)
         self.last_seq = 0
-        self.gaps = 0  # seqs skipped
+        self.gaps = 0  # jumps over one seq or more
         self.duplicates = 0  # seqs at or below one already received
         self.replayed = False
 
@@ -106,12 +106,7 @@ class CrossWs(loadgen.WsClient):
 def track(client: Any, frame: dict[str, Any]) -> None:
     kind = frame.get("type")
     if kind == "notification":
-        seq = frame["notification"]["seq"]
-        if seq <= client.last_seq:
-            client.duplicates += 1
-            return
-        client.gaps += seq - client.last_seq - 1
-        client.last_seq = seq
+        loadgen.follow_seq(client, frame["notification"]["seq"])
     elif kind == "replayed":
         client.replayed = True
 

@@ -418,6 +418,19 @@ class SseClient(asyncio.Protocol):
             self.transport.abort()
 
 
+def follow_seq(holder: Any, seq: int) -> bool:
+    """A stream's next notification seq, checked against the last one it received
+    (`holder.last_seq`, counting `holder.gaps` and `holder.duplicates`), as the SDK's
+    dedupe sees it: False for a duplicate, which is dropped."""
+    if seq <= holder.last_seq:
+        holder.duplicates += 1
+        return False
+    if seq != holder.last_seq + 1:
+        holder.gaps += 1
+    holder.last_seq = seq
+    return True
+
+
 # -- HTTP/1.1 keep-alive client -----------------------------------------------------------
 
 Done = Callable[[int, bytes], None]
