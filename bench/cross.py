@@ -206,7 +206,7 @@ async def measure(
     loadgen.SINK[0] = sink  # no await since the loop returned: no frame was missed
     checks, held = await settle(checked, database.dsn, users)
     checks["sockets_not_opened"] = len(users) - len(clients)
-    checks["not_replayed_at_start"] = sum(not c.replayed for c in checked)
+    checks["no_replayed_frame"] = sum(not c.replayed for c in checked)
     checks.update(
         (f"run_{name}", value)
         for name, value in run["checks"].items()
