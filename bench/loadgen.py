@@ -101,14 +101,14 @@ def _stat_fields(pid: int) -> list[str]:
     return text[text.rindex(")") + 2 :].split()
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants."""
+def process_tree(*roots: int) -> list[int]:
+    """The `roots` and all their descendants."""
     children: dict[int, list[int]] = collections.defaultdict(list)
     for name in os.listdir("/proc"):
         if name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 children[int(_stat_fields(int(name))[1])].append(int(name))
-    found, todo = [], [root]
+    found, todo = [], list(roots)
     while todo:
         pid = todo.pop()
         found.append(pid)
@@ -157,34 +157,43 @@ def own_cpu_seconds() -> float:
 
 
 class CpuMeter:
-    """CPU used over a window, as a fraction of one core: the server's process tree, this
-    generator, and the PostgreSQL backends serving the benchmark's database (a backend
-    that exits inside the window takes its share with it: a lower bound)."""
+    """CPU used over a window, as a fraction of one core: the server's process tree (summed
+    over the instances when there are several, each also given apart), this generator,
+    and the PostgreSQL backends serving the benchmark's database (a backend that exits
+    inside the window takes its share with it: a lower bound)."""
 
     database: str | None = None
 
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
+    def __init__(self, *server_pids: int) -> None:
+        self.server_pids = server_pids
         self.start()
+
+    def _servers(self) -> list[float]:
+        return [cpu_seconds(process_tree(pid)) for pid in self.server_pids]
 
     def start(self) -> None:
         self._t = monotonic()
-        self._server = cpu_seconds(process_tree(self.server_pid))
+        self._server = self._servers()
         self._own = own_cpu_seconds()
         self._pg = postgres_backends(self.database)
 
-    def stop(self) -> dict[str, float | None]:
+    def stop(self) -> dict[str, Any]:
         elapsed = max(1e-9, monotonic() - self._t)
-        server = cpu_seconds(process_tree(self.server_pid)) - self._server
+        servers = [
+            (now - then) / elapsed for now, then in zip(self._servers(), self._server, strict=True)
+        ]
         pg = sum(
             max(0.0, cpu - self._pg.get(pid, 0.0))
             for pid, cpu in postgres_backends(self.database).items()
         )
-        return {
-            "server": round(server / elapsed, 3),
+        result: dict[str, Any] = {
+            "server": round(sum(servers), 3),
             "loadgen": round((own_cpu_seconds() - self._own) / elapsed, 3),
             "postgres": round(pg / elapsed, 3) if self.database else None,
         }
+        if len(servers) > 1:
+            result["servers"] = [round(share, 3) for share in servers]
+        return result
 
 
 # -- WebSocket client ---------------------------------------------------------------------
@@ -409,6 +418,19 @@ class SseClient(asyncio.Protocol):
             self.transport.abort()
 
 
+def follow_seq(holder: Any, seq: int) -> bool:
+    """A stream's next notification seq, checked against the last one it received
+    (`holder.last_seq`, counting `holder.gaps` and `holder.duplicates`), as the SDK's
+    dedupe sees it: False for a duplicate, which is dropped."""
+    if seq <= holder.last_seq:
+        holder.duplicates += 1
+        return False
+    if seq != holder.last_seq + 1:
+        holder.gaps += 1
+    holder.last_seq = seq
+    return True
+
+
 # -- HTTP/1.1 keep-alive client -----------------------------------------------------------
 
 Done = Callable[[int, bytes], None]
@@ -424,6 +446,7 @@ class HttpConn(asyncio.Protocol):
         self.done: Done | None = None
         self.body: list[bytes] = []
         self.alive = True
+        self.instance = 0  # which of the generator's servers it talks to
 
     def connection_made(self, transport: Any) -> None:  # uvloop's is no asyncio.Transport
         self.transport = transport
@@ -498,7 +521,10 @@ class Delivery:
 
     def sink(self, client: WsClient, payload: bytes) -> None:
         now = monotonic()
-        frame = orjson.loads(payload)
+        self.frame(client, orjson.loads(payload), now)
+
+    def frame(self, client: WsClient, frame: dict[str, Any], now: float) -> None:
+        """One text frame, parsed, received at `now` (a subclass adds checks here)."""
         if frame.get("type") != "notification":
             self.other += 1
             return
@@ -545,12 +571,17 @@ class Generator:
     # into `connection_lost`.
     ws_class: type[WsClient] = WsClient
     sse_class: type[SseClient] = SseClient
+    # What each run's frames are checked by; bench.cross adds per-socket seq checks.
+    delivery_class: type[Delivery] = Delivery
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.host: str = spec["host"]
         self.port: int = spec["port"]
         self.server_pid: int = spec["server_pid"]
+        # More instances of the same service on one database (bench.cross): sockets and
+        # publishes go round-robin over all of them, this `port` and `server_pid` first.
+        self.peers: list[dict[str, int]] = spec.get("peers", [])
         self.secret: str = spec["jwt_secret"]
         self.api_key: bytes = spec["api_key"].encode()
         self.prefix: str = spec["user_prefix"]
@@ -569,6 +600,14 @@ class Generator:
         self.host_header = f"{self.host}:{self.port}".encode()
         self.sse = spec.get("transport", "ws") == "sse"
         """Streams are `GET /v1/sse` responses instead of WebSockets."""
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port, *(peer["port"] for peer in self.peers)]
+
+    @property
+    def server_pids(self) -> list[int]:
+        return [self.server_pid, *(peer["server_pid"] for peer in self.peers)]
 
     # -- sockets ------------------------------------------------------------------------
 
@@ -591,7 +630,7 @@ class Generator:
         ).encode()
 
     async def open_socket(
-        self, user: str, request: bytes, source: str
+        self, user: str, request: bytes, source: str, port: int | None = None
     ) -> tuple[WsClient | SseClient, float]:
         started = monotonic()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -601,7 +640,8 @@ class Generator:
             sock.bind((source, 0))
             sock.setblocking(False)
             await asyncio.wait_for(
-                self.loop.sock_connect(sock, (self.host, self.port)), self.handshake_timeout
+                self.loop.sock_connect(sock, (self.host, port or self.port)),
+                self.handshake_timeout,
             )
             waiter: asyncio.Future[float] = self.loop.create_future()
             kind: type[WsClient | SseClient] = self.sse_class if self.sse else self.ws_class
@@ -624,9 +664,11 @@ class Generator:
     async def open_many(
         self, users: list[str], *, after: int | None = None
     ) -> tuple[list[WsClient], list[float], dict[str, int], float]:
-        """Open one socket per user, `connect_concurrency` handshakes in flight; tokens
-        are minted before the clock starts. (clients, handshake seconds, failures, elapsed)"""
+        """Open one socket per user, `connect_concurrency` handshakes in flight, the i-th
+        to the i-th server round-robin; tokens are minted before the clock starts.
+        (clients, handshake seconds, failures, elapsed)"""
         requests = [self.upgrade(self.token(user), after) for user in users]
+        ports = self.ports
         opened: list[WsClient] = []
         times: list[float] = []
         failures: collections.Counter[str] = collections.Counter()
@@ -639,8 +681,9 @@ class Generator:
                     failures["overall deadline"] += 1
                     continue
                 source = self.sources[index % len(self.sources)]
+                port = ports[index % len(ports)]
                 try:
-                    client, seconds = await self.open_socket(user, requests[index], source)
+                    client, seconds = await self.open_socket(user, requests[index], source, port)
                 except (OSError, TimeoutError, HandshakeRefused, ConnectionError) as error:
                     failures[f"{type(error).__name__}: {str(error)[:80]}"] += 1
                     continue
@@ -686,14 +729,21 @@ class Generator:
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    async def http_pool(self, size: int) -> list[HttpConn]:
-        async def one() -> HttpConn:
-            transport, conn = await self.loop.create_connection(HttpConn, self.host, self.port)
+    async def http_pool(self, size: int, first: int = 0) -> list[HttpConn]:
+        """`size` connections, the k-th to server `first + k` round-robin."""
+        ports = self.ports
+
+        async def one(instance: int) -> HttpConn:
+            transport, conn = await self.loop.create_connection(
+                HttpConn, self.host, ports[instance]
+            )
             if conn.transport is None:
                 conn.transport = transport
+            conn.instance = instance
             return conn
 
-        return list(await asyncio.gather(*(one() for _ in range(size))))
+        instances = [(first + k) % len(ports) for k in range(size)]
+        return list(await asyncio.gather(*(one(instance) for instance in instances)))
 
     def post(self, path: bytes, body: bytes) -> bytes:
         return b"".join(
@@ -721,19 +771,20 @@ class Generator:
         """First handshakes and publishes pay for imports, pools and caches: not measured."""
         users = [f"{self.prefix}warm{i}" for i in range(sockets)]
         clients, _times, _failures, _elapsed = await self.open_many(users)
-        delivery = Delivery(self.next_tag())
+        delivery = self.delivery_class(self.next_tag())
         SINK[0] = delivery.sink
-        [conn] = await self.http_pool(1)
+        conns = await self.http_pool(len(self.ports))  # every server warms up
         for index in range(publishes):
             user = users[index % len(users)]
             now = monotonic()
             data = {"r": delivery.tag, "i": index, "t": now, "w": now}
             body = orjson.dumps({"user_id": user, "type": "bench.warmup", "data": data})
-            await conn.request(self.post(NOTIFICATIONS_PATH, body))
+            await conns[index % len(conns)].request(self.post(NOTIFICATIONS_PATH, body))
         deadline = monotonic() + 5
         while delivery.count < publishes and monotonic() < deadline:
             await asyncio.sleep(0.02)
-        conn.close()
+        for conn in conns:
+            conn.close()
         for client in clients:
             client.abort()
         SINK[0] = _ignore
@@ -746,7 +797,7 @@ class Generator:
         gc.freeze()
         deadline = monotonic() + limit
         while monotonic() < deadline:
-            meter = CpuMeter(self.server_pid)
+            meter = CpuMeter(*self.server_pids)
             await asyncio.sleep(0.5)
             if meter.stop()["server"] < 0.15:
                 return
@@ -759,16 +810,16 @@ class Generator:
         await self.warmup()
         self.close_all()
         await asyncio.sleep(0.5)
-        pids = process_tree(self.server_pid)
+        pids = process_tree(*self.server_pids)
         rss_before = rss_bytes(pids)
         users = [f"{self.prefix}c{i}" for i in range(n)]
         CLOSE_CODES.clear()
-        meter = CpuMeter(self.server_pid)
+        meter = CpuMeter(*self.server_pids)
         clients, times, failures, elapsed = await self.open_many(users)
         cpu = meter.stop()
         self.clients = clients
         await asyncio.sleep(1.0)  # let the server finish the last accepts
-        rss_after = rss_bytes(process_tree(self.server_pid))
+        rss_after = rss_bytes(process_tree(*self.server_pids))
         alive = sum(1 for client in clients if client.open)
         opened = len(clients)
         result = {
@@ -799,13 +850,19 @@ class Generator:
         over `publish_connections` keep-alive connections. A send whose time has come
         while every connection is busy waits in a queue here: its latency still counts
         from when it was due (no coordinated omission). Sends not made by the end of
-        `duration + drain` are abandoned and count as not delivered."""
+        `duration + drain` are abandoned and count as not delivered. With several servers
+        the i-th send goes to server i mod N, over that server's share of the connections,
+        and waits for one of those."""
         users = self.live_users()
         total = int(rate * duration)
-        delivery = Delivery(self.next_tag())
-        conns = await self.http_pool(self.publish_connections)
-        free = collections.deque(conns)  # FIFO: every connection stays in use (keep-alive)
-        backlog: collections.deque[tuple[int, float]] = collections.deque()
+        delivery = self.delivery_class(self.next_tag())
+        servers = len(self.ports)
+        conns = await self.http_pool(max(servers, self.publish_connections))
+        # FIFO per server: every connection stays in use (keep-alive).
+        free = [collections.deque(c for c in conns if c.instance == i) for i in range(servers)]
+        backlog: list[collections.deque[tuple[int, float]]] = [
+            collections.deque() for _ in range(servers)
+        ]
         reopening: set[asyncio.Task[None]] = set()
         http_wire: list[float] = []
         statuses: collections.Counter[int] = collections.Counter()
@@ -836,30 +893,32 @@ class Generator:
                 if conn.alive:
                     release(conn)
                 else:
-                    replace()
+                    replace(conn.instance)
 
             conn.send(post(NOTIFICATIONS_PATH, body), done)
 
         def release(conn: HttpConn) -> None:
-            if backlog and monotonic() < stop_sending:
-                fire(conn, *backlog.popleft())
+            waiting = backlog[conn.instance]
+            if waiting and monotonic() < stop_sending:
+                fire(conn, *waiting.popleft())
             else:
-                free.append(conn)
+                free[conn.instance].append(conn)
 
-        def take() -> HttpConn | None:
-            while free:
-                conn = free.popleft()
+        def take(instance: int) -> HttpConn | None:
+            idle = free[instance]
+            while idle:
+                conn = idle.popleft()
                 if conn.alive:
                     return conn
-                replace()
+                replace(instance)
             return None
 
-        def replace() -> None:
+        def replace(instance: int) -> None:
             """A connection the server closed: open another in its place."""
 
             async def reopen() -> None:
                 with contextlib.suppress(OSError):
-                    [conn] = await self.http_pool(1)
+                    [conn] = await self.http_pool(1, instance)
                     conns.append(conn)
                     release(conn)
 
@@ -869,14 +928,14 @@ class Generator:
 
         SINK[0] = delivery.sink
         CLOSE_CODES.clear()
-        meter = CpuMeter(self.server_pid)
+        meter = CpuMeter(*self.server_pids)
         index = 0
         while index < total and monotonic() < stop_sending:
             now = monotonic()
             due = min(total, int((now - start) * rate) + 1) if now >= start else 0
             while index < due:
                 intended = start + index / rate
-                conn = take()
+                conn = take(index % servers)
                 if conn is not None:
                     # A connection is free: the send goes now. The generator's own delay
                     # (its 1 ms tick) is recorded apart and not charged to the server.
@@ -885,7 +944,7 @@ class Generator:
                 else:
                     # Every connection busy: the server is behind; this send's latency
                     # counts from when it was due (no coordinated omission).
-                    backlog.append((index, intended))
+                    backlog[index % servers].append((index, intended))
                 index += 1
             if index < total:
                 # Ticks of at least 1 ms (sends that fall due meanwhile go out together,
@@ -893,11 +952,11 @@ class Generator:
                 await asyncio.sleep(max(0.001, start + index / rate - monotonic()))
         send_window_end = monotonic()
         while monotonic() < stop_sending and (
-            backlog or state["in_flight"] or delivery.count < statuses[201] + statuses[200]
+            any(backlog) or state["in_flight"] or delivery.count < statuses[201] + statuses[200]
         ):
             await asyncio.sleep(0.01)
         cpu = meter.stop()
-        abandoned = len(backlog) + (total - index)
+        abandoned = sum(map(len, backlog)) + (total - index)
         last_response = state["last_done"] or monotonic()
         for conn in conns:
             conn.close()
@@ -941,7 +1000,7 @@ class Generator:
         for rate in rates:
             await self.quiesce()
             runs.append(await self.open_loop(rate, duration, drain))
-        rss = rss_bytes(process_tree(self.server_pid))
+        rss = rss_bytes(process_tree(*self.server_pids))
         return {"users": users, "connect": connected, "runs": runs, "server_rss_bytes": rss}
 
     async def scale(
@@ -957,7 +1016,7 @@ class Generator:
                 run["requested_sockets"] = level
                 run["connect"] = connected
                 connected = None
-                run["server_rss_bytes"] = rss_bytes(process_tree(self.server_pid))
+                run["server_rss_bytes"] = rss_bytes(process_tree(*self.server_pids))
                 points.append(run)
         return {"rates": rates, "points": points}
 
@@ -968,14 +1027,14 @@ class Generator:
         for _ in range(repeat):
             await self.quiesce()
             [conn] = await self.http_pool(1)  # after the quiet: no idle keep-alive timeout
-            delivery = Delivery(self.next_tag())
+            delivery = self.delivery_class(self.next_tag())
             items = [
                 {"user_id": user, "type": "bench.fanout", "data": {"r": delivery.tag, "i": i}}
                 for i, user in enumerate(targets)
             ]
             request = self.post(BATCH_PATH, orjson.dumps({"notifications": items}))
             SINK[0] = delivery.sink
-            meter = CpuMeter(self.server_pid)
+            meter = CpuMeter(*self.server_pids)
             started = monotonic()
             status, _body = await conn.request(request)
             answered = monotonic() - started
@@ -1012,7 +1071,7 @@ class Generator:
         self, concurrency: int, duration: float, batch: int, drain: float, targets: int
     ) -> dict[str, Any]:
         users = self.live_users()[:targets]
-        delivery = Delivery(self.next_tag())
+        delivery = self.delivery_class(self.next_tag())
         conns = await self.http_pool(concurrency)
         statuses: collections.Counter[int] = collections.Counter()
         latencies: list[float] = []
@@ -1020,7 +1079,7 @@ class Generator:
         counter = 0
         max_requests = int(duration * 200_000)  # a count bound besides the time bound
         SINK[0] = delivery.sink
-        meter = CpuMeter(self.server_pid)
+        meter = CpuMeter(*self.server_pids)
         started = monotonic()
         end = started + duration
 
@@ -1126,7 +1185,7 @@ class Generator:
                 finished.set_result(frame)
 
         SINK[0] = sink
-        meter = CpuMeter(self.server_pid)
+        meter = CpuMeter(*self.server_pids)
         started = monotonic()
         client, handshake = await self.open_socket(
             user, self.upgrade(self.token(user), 0), self.sources[0]

@@ -181,14 +181,8 @@ def sink(client: Any, payload: bytes) -> None:
     frame = orjson.loads(payload)
     kind = frame.get("type")
     if kind == "notification":
-        seq = frame["notification"]["seq"]
-        if seq <= peer.last_seq:
-            peer.duplicates += 1
-            return
-        if seq != peer.last_seq + 1:
-            peer.gaps += 1
-        peer.last_seq = seq
-        peer.received += 1
+        if loadgen.follow_seq(peer, frame["notification"]["seq"]):
+            peer.received += 1
     elif kind == "replayed":
         if frame.get("complete") is False:
             peer.incomplete += 1
