@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
+import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -188,7 +189,30 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, error: Exception) -> JSONResponse:
+        if _database_unavailable(error):  # a driver error SQLAlchemy did not wrap
+            return await database_unavailable(_request, error)
         log.error("unhandled error", exc_info=error)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     return app
+
+
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # 57P01 shutdown, 57P03 cannot connect now
+)
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """Whether `error`, or what caused it, says the database cannot be reached now (a
+    restart refusing connections: "the database system is shutting down")."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, _UNAVAILABLE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

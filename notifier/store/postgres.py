@@ -327,7 +327,13 @@ class PostgresStore(SqlStore):
         # The pool's own connection record, not an AsyncConnection around it: a third
         # of the CPU per checkout (16 against 55 µs, measured), and every publish group
         # and gathered head read checks one out.
-        record = await self.engine.raw_connection()
+        try:
+            record = await self.engine.raw_connection()
+        except Exception as error:
+            # No connection could be had: refused, timed out, the pool exhausted, or the
+            # server not accepting ("the database system is shutting down", 57P03, during
+            # a restart). Whatever the error, the database is unavailable for now: 503.
+            raise DatabaseUnavailable(repr(error)) from error
         try:
             yield record.driver_connection
         except asyncpg.exceptions.LockNotAvailableError as error:

@@ -12,7 +12,7 @@ import pytest
 
 from notifier import db
 from notifier.bus.postgres import asyncpg_dsn
-from notifier.store import create_store
+from notifier.store import DatabaseUnavailable, create_store
 from notifier.store.postgres import PostgresStore
 
 
@@ -49,4 +49,18 @@ async def test_overflow_connections_are_closed_when_handed_back(
         assert not [r for r in caplog.records if "closing connection" in r.getMessage()]
     finally:
         await admin.close()
+        await engine.dispose()
+
+
+async def test_a_connection_that_cannot_be_had_is_database_unavailable(pg_database: str) -> None:
+    """The server refusing a new connection with an error of its own (here: no such
+    database; in a restart, "the database system is shutting down") is the database being
+    unavailable (a 503 to the publisher, a retry to the socket), not an internal error."""
+    missing = pg_database.rsplit("/", 1)[0] + "/notifier_no_such_database"
+    engine = db.create_engine(missing)
+    try:
+        store = create_store(engine)
+        with pytest.raises(DatabaseUnavailable):
+            await store.heads(["u"])
+    finally:
         await engine.dispose()
