@@ -38,17 +38,27 @@ def streams_for_descriptors() -> int:
 
 
 class Opening:
-    """One stream's place among the opening ones; `done` (idempotent) gives it back."""
+    """One admitted stream's places: among the opening ones until `done`, among the open
+    ones until `end`. Both are idempotent: the endpoint's `finally` may repeat them."""
 
-    __slots__ = ("_gate",)
+    __slots__ = ("_gate", "_opening")
 
     def __init__(self, gate: Admission) -> None:
         self._gate: Admission | None = gate
+        self._opening = True
 
     def done(self) -> None:
+        """The stream is live (a resume: its first page is read)."""
+        if self._opening and self._gate is not None:
+            self._opening = False
+            self._gate.opening -= 1
+
+    def end(self) -> None:
+        """The stream ended, live or not."""
+        self.done()
         gate, self._gate = self._gate, None
         if gate is not None:
-            gate.opening -= 1
+            gate.open -= 1
 
 
 class Admission:
@@ -58,7 +68,7 @@ class Admission:
         self.max_streams = max_streams
         self.opening = 0
         self.open = 0
-        """Streams admitted and not yet ended (`ended`)."""
+        """Streams admitted and not yet ended (`Opening.end`)."""
 
     def admit(self, transport: str) -> Opening | None:
         """A place for a new stream, or None (and a count of the refusal) when the
@@ -72,7 +82,3 @@ class Admission:
         self.opening += 1
         self.open += 1
         return Opening(self)
-
-    def ended(self) -> None:
-        """An admitted stream ended (whether or not it got live)."""
-        self.open -= 1

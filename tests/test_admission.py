@@ -28,7 +28,7 @@ def test_a_full_process_sheds_until_a_stream_ends() -> None:
         assert opening is not None
         opening.done()
     assert gate.admit("ws") is None
-    gate.ended()
+    opening.end()
     assert gate.admit("ws") is not None
 
 

@@ -61,8 +61,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         admitted = await _admit(service, scope, send)
     finally:
         if admitted is None:  # refused, or the client left
-            opening.done()
-            service.admission.ended()
+            opening.end()
     if admitted is None:
         return
     identity, after, head = admitted
@@ -116,8 +115,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
             if current is not None:
                 current.uncancel()  # the client never took its close event: drop it
     finally:
-        opening.done()
-        service.admission.ended()
+        opening.end()
         service.heartbeats.discard(connection)
         service.expiries.forget(connection)
         service.detach(user_id, connection)

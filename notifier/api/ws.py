@@ -82,8 +82,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         admitted = await _admit(service, scope, send)
     finally:
         if admitted is None:  # refused, or the client left
-            opening.done()
-            service.admission.ended()
+            opening.end()
     if admitted is None:
         return
     identity, after = admitted
@@ -142,8 +141,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
             if current is not None:
                 current.uncancel()  # the client never took its close frame: drop it
     finally:
-        opening.done()
-        service.admission.ended()
+        opening.end()
         service.expiries.forget(connection)
         service.detach(user_id, connection)
         connection.discard()

@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as redis
 
-from notifier.bus.redischannels import CONTROL, PREFIX, TOPICS, channel, receive
+from notifier.bus.redischannels import CONTROL, PREFIX, TOPICS, Announcing, channel, receive
 from notifier.bus.supervisor import SupervisedBus
-from notifier.wire.announcement import Announcement, TopicAnnouncement
-from notifier.wire.notification import Notification
 
 log = logging.getLogger("notifier.bus")
 
@@ -33,8 +30,9 @@ WATCH_TIMEOUT = 2.0
 on (and is caught up by the resync after the reconnect that follows)."""
 
 
-class RedisBus(SupervisedBus):
+class RedisBus(Announcing, SupervisedBus):
     name = "redis"
+    _command = "publish"
 
     def __init__(self, url: str, *, origin: str, max_backoff: float = 10.0) -> None:
         super().__init__(max_backoff=max_backoff)
@@ -43,6 +41,7 @@ class RedisBus(SupervisedBus):
         self._client = redis.Redis.from_url(
             url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=10
         )
+        self._publisher = self._client
         self._pubsub: Any = None
         self._watched: set[str] = set()
         self._confirmed: dict[str, asyncio.Future[None]] = {}
@@ -78,29 +77,6 @@ class RedisBus(SupervisedBus):
             return
         with contextlib.suppress(Exception):
             await self._pubsub.unsubscribe(channel(user_id))
-
-    # -- announcing -----------------------------------------------------------------------
-
-    async def announce(self, notifications: Sequence[Notification]) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for notification in notifications:
-                payload = Announcement.of(notification).encode(self._origin, inline_limit=None)
-                pipe.publish(channel(notification.user_id), payload)
-            await pipe.execute()
-
-    async def announce_topic(self, announcement: TopicAnnouncement) -> None:
-        await self._client.publish(TOPICS, announcement.encode(self._origin))
-
-    async def broadcast(self, announcement: Announcement) -> None:
-        """On the control channel, which every instance subscribes to at all times."""
-        await self._client.publish(CONTROL, announcement.encode(self._origin))
-
-    async def announce_read(self, user_id: str, frame: str) -> None:
-        payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
-        try:
-            await self._client.publish(channel(user_id), payload)
-        except Exception as error:
-            log.warning("read announcement lost", extra={"error": repr(error)})
 
     # -- the supervised subscriber --------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The channels of both Redis engines (one Redis, a Redis Cluster) and what arrives on them.
+"""The channels of both Redis engines (one Redis, a Redis Cluster), what is sent on them
+(`Announcing`) and what arrives on them (`receive`).
 
 One channel per user, subscribed only while this instance holds a socket of that user; a
 control channel (revocations) and a topics channel that every instance subscribes to. On
@@ -8,9 +9,12 @@ a cluster each is a shard channel, served by the master that owns its hash slot.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from notifier.bus.base import BusHandlers
 from notifier.wire.announcement import Announcement, TopicAnnouncement, decode_payload
+from notifier.wire.notification import Notification
 
 log = logging.getLogger("notifier.bus")
 
@@ -52,3 +56,42 @@ def receive(handlers: BusHandlers | None, origin: str, name: str, payload: bytes
         return
     if sender != origin:
         handlers.deliver(announcement)
+
+
+class Announcing:
+    """What both engines send, on the same channels, after commit. Only the command
+    differs: PUBLISH on one Redis, SPUBLISH on a cluster (to the master of the channel's
+    slot). Mixed into each bus ahead of `SupervisedBus`."""
+
+    _origin: str
+    _publisher: Any
+    """A `redis.asyncio.Redis` or `RedisCluster`."""
+    _command: str
+    """`publish` or `spublish`: the method of the client, and of its pipeline."""
+
+    async def _publish(self, name: str, payload: str) -> None:
+        await getattr(self._publisher, self._command)(name, payload)
+
+    async def announce(self, notifications: Sequence[Notification]) -> None:
+        # One pipeline (split by redis-py per master on a cluster): a user's messages
+        # keep their order.
+        async with self._publisher.pipeline(transaction=False) as pipe:
+            publish = getattr(pipe, self._command)
+            for notification in notifications:
+                payload = Announcement.of(notification).encode(self._origin, inline_limit=None)
+                publish(channel(notification.user_id), payload)
+            await pipe.execute()
+
+    async def announce_topic(self, announcement: TopicAnnouncement) -> None:
+        await self._publish(TOPICS, announcement.encode(self._origin))
+
+    async def broadcast(self, announcement: Announcement) -> None:
+        """On the control channel, which every instance subscribes to at all times."""
+        await self._publish(CONTROL, announcement.encode(self._origin))
+
+    async def announce_read(self, user_id: str, frame: str) -> None:
+        payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
+        try:
+            await self._publish(channel(user_id), payload)
+        except Exception as error:
+            log.warning("read announcement lost", extra={"error": repr(error)})

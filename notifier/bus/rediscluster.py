@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -33,11 +33,9 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from notifier.bus.clusterurl import parse_cluster_url
 from notifier.bus.redis import WATCH_TIMEOUT
-from notifier.bus.redischannels import CONTROL, PREFIX, TOPICS, channel, receive
+from notifier.bus.redischannels import CONTROL, PREFIX, TOPICS, Announcing, channel, receive
 from notifier.bus.shards import Shard, ShardLost
 from notifier.bus.supervisor import SupervisedBus
-from notifier.wire.announcement import Announcement, TopicAnnouncement
-from notifier.wire.notification import Notification
 
 log = logging.getLogger("notifier.bus")
 
@@ -48,8 +46,9 @@ _SILENT_LIMIT = 10.0
 """A shard that has sent nothing for this long, PING included, is gone."""
 
 
-class RedisClusterBus(SupervisedBus):
+class RedisClusterBus(Announcing, SupervisedBus):
     name = "redis"
+    _command = "spublish"
 
     def __init__(self, url: str, *, origin: str, max_backoff: float = 10.0) -> None:
         super().__init__(max_backoff=max_backoff)
@@ -68,6 +67,7 @@ class RedisClusterBus(SupervisedBus):
             # instance holds a connection to every master, loses it too, and resyncs.
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
         )
+        self._publisher = self._cluster
         self._shards: dict[str, Shard] = {}
         self._owners: dict[int, str] = {}
         """Slot -> the master that owned it when the subscriber connected."""
@@ -129,30 +129,6 @@ class RedisClusterBus(SupervisedBus):
         except ShardLost as error:
             if self._lost is not None and not self._lost.done():
                 self._lost.set_exception(error)
-
-    # -- announcing -----------------------------------------------------------------------
-
-    async def announce(self, notifications: Sequence[Notification]) -> None:
-        # One pipeline, split by redis-py per master; a user's messages keep their order.
-        async with self._cluster.pipeline(transaction=False) as pipe:
-            for notification in notifications:
-                payload = Announcement.of(notification).encode(self._origin, inline_limit=None)
-                pipe.spublish(channel(notification.user_id), payload)
-            await pipe.execute()
-
-    async def announce_topic(self, announcement: TopicAnnouncement) -> None:
-        await self._cluster.spublish(TOPICS, announcement.encode(self._origin))
-
-    async def broadcast(self, announcement: Announcement) -> None:
-        """On the control channel, which every instance subscribes to at all times."""
-        await self._cluster.spublish(CONTROL, announcement.encode(self._origin))
-
-    async def announce_read(self, user_id: str, frame: str) -> None:
-        payload = Announcement(user_id=user_id, read_frame=frame).encode(self._origin)
-        try:
-            await self._cluster.spublish(channel(user_id), payload)
-        except Exception as error:
-            log.warning("read announcement lost", extra={"error": repr(error)})
 
     # -- the supervised subscriber --------------------------------------------------------
 

@@ -12,22 +12,23 @@ class DriverError(Exception):
     """Like SQLAlchemy's adapted asyncpg error: raised from the driver's own."""
 
 
-def test_a_restart_refusing_connections_is_unavailable() -> None:
+def _wrapped(error: Exception) -> DriverError:
+    """`error` as the adapter raises it: a DriverError raised from the driver's own."""
     try:
         try:
-            raise asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
-        except asyncpg.PostgresError as error:
-            raise DriverError(str(error)) from error
+            raise error
+        except Exception as cause:
+            raise DriverError(str(cause)) from cause
     except DriverError as wrapped:
-        assert _database_unavailable(wrapped)
+        return wrapped
+
+
+def test_a_restart_refusing_connections_is_unavailable() -> None:
+    shutting_down = asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
+    assert _database_unavailable(_wrapped(shutting_down))
 
 
 def test_other_errors_stay_internal() -> None:
-    try:
-        try:
-            raise asyncpg.exceptions.UndefinedTableError("relation does not exist")
-        except asyncpg.PostgresError as error:
-            raise DriverError(str(error)) from error
-    except DriverError as wrapped:
-        assert not _database_unavailable(wrapped)
+    missing = asyncpg.exceptions.UndefinedTableError("relation does not exist")
+    assert not _database_unavailable(_wrapped(missing))
     assert not _database_unavailable(ValueError("bad"))
