@@ -182,6 +182,10 @@ class Connection:
 
     # -- hub.Subscriber: called from the fan-out, never blocks -------------------------
 
+    @property
+    def known_seq(self) -> int:
+        return self._sequencer.wanted
+
     def offer(self, seq: int, frame: str | None, created_at: float | None) -> None:
         if not self._life.accepting:
             return

@@ -21,6 +21,11 @@ class Subscriber(Protocol):
     issued_at: float | None
     """The `iat` of the token the stream was opened or last renewed with (None: none)."""
 
+    @property
+    def known_seq(self) -> int:
+        """The highest seq of its user this stream knows to exist: every seq up to it is
+        sent, queued or being read from the database, so an offer of one is dropped."""
+
     def offer(self, seq: int, frame: str | None, created_at: float | None) -> None:
         """A notification of this user: queue it, drop it, or fetch the gap."""
 
@@ -63,6 +68,14 @@ class Hub:
 
     def subscribers(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))
+
+    def positions(self) -> list[tuple[str, int]]:
+        """(user_id, the lowest `known_seq` of its streams) for every user held: all the
+        user's streams have, or are reading, every seq up to it."""
+        return [
+            (user, min(subscriber.known_seq for subscriber in subscribers))
+            for user, subscribers in self._by_user.items()
+        ]
 
     def user_count(self) -> int:
         """Users holding at least one stream here."""

@@ -313,7 +313,7 @@ class Service:
             return result
         if result.recipients:
             metrics.PUBLISHED.labels(request.publisher).inc(result.recipients)
-            announcement = TopicAnnouncement(result.topic, result.created_at)
+            announcement = TopicAnnouncement(result.topic, result.created_at, result.recipients)
             self.topic_fanout.deliver(announcement)
             try:
                 await self.bus.announce_topic(announcement)

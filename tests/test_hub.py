@@ -9,6 +9,7 @@ class Stream:
     def __init__(self, issued_at: float | None) -> None:
         self.issued_at = issued_at
         self.closed: tuple[int, str] | None = None
+        self.known_seq = 0
 
     def offer(self, seq: int, frame: str | None, created_at: float | None) -> None:
         pass

@@ -115,6 +115,20 @@ class Store(Protocol):
         """(user_id, seq, frame) of the notifications at those (user_id, seq) pairs."""
         ...
 
+    async def topic_frames_after(
+        self,
+        topic: str,
+        created_at: datetime,
+        positions: Sequence[tuple[str, int]],
+        page: int,
+    ) -> tuple[list[tuple[str, int, str]], list[str]]:
+        """For (user_id, after) pairs: (user_id, seq, frame) of the topic publish's rows
+        among each user's next `page` rows after `after`, and the users whose next `page`
+        rows were read without finding one (their row, if any, is further on: the caller
+        reads their heads). A user with fewer rows than `page` and none of the publish's
+        had none after `after`."""
+        ...
+
     # -- reading --------------------------------------------------------------------
 
     async def after(self, user_id: str, after: int, limit: int) -> list[Notification]:

@@ -289,6 +289,16 @@ class PostgresStore(SqlStore):
         async with self._asyncpg() as raw:
             return await pg_topics.frames_at(raw, users, seqs)
 
+    async def topic_frames_after(
+        self,
+        topic: str,
+        created_at: datetime,
+        positions: Sequence[tuple[str, int]],
+        page: int,
+    ) -> tuple[list[tuple[str, int, str]], list[str]]:
+        async with self._asyncpg() as raw:
+            return await pg_topics.topic_frames_after(raw, topic, created_at, positions, page)
+
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         rows = await self._fetch(_FRAMES, user_id, after, limit)
         return [(seq, frame) for seq, frame in rows]

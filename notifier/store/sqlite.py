@@ -114,6 +114,25 @@ class SqliteStore(SqlStore):
         async with self._reader.connect() as conn:
             return await sqlite_topics.frames_at(conn, users, seqs)
 
+    async def topic_frames_after(
+        self,
+        topic: str,
+        created_at: datetime,
+        positions: Sequence[tuple[str, int]],
+        page: int,
+    ) -> tuple[list[tuple[str, int, str]], list[str]]:
+        """SQLite reads the publish's rows (one indexed query, in process) and keeps the
+        given users' beyond their position: never unsure."""
+        after = dict(positions)
+        wanted = [
+            (user, seq)
+            for user, seq in await self.topic_recipients(topic, created_at)
+            if seq > after.get(user, seq)
+        ]
+        if not wanted:
+            return [], []
+        return await self.frames_at([u for u, _ in wanted], [s for _, s in wanted]), []
+
     async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
         return [(n.seq, n.frame) for n in await self.after(user_id, after, limit)]
 

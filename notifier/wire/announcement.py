@@ -242,28 +242,44 @@ class TopicAnnouncement:
     all its notifications share), not the recipients: each instance reads, for the users
     it holds sockets of, their new seqs and frames from the database, so one payload of
     a few hundred bytes stands for up to 100,000 notifications, under any bus's limit.
+
+    `recipients` (how many notifications the publish made) lets an instance choose the
+    cheaper read: its own users' next rows when it holds few next to the publish, else
+    the publish's rows. An announcement without it (an older instance's) gets the latter.
     """
 
     topic: str
     created_at: datetime
+    recipients: int | None = None
 
     def encode(self, origin: str) -> str:
-        """`{"o": origin, "k": {"topic": ..., "m": microseconds since the epoch}}`:
-        exact, where a float of seconds would round the microseconds."""
+        """`{"o": origin, "k": {"topic": ..., "m": microseconds since the epoch, "n":
+        recipients}}`: exact, where a float of seconds would round the microseconds."""
+        text = self._encode_head(origin)
+        if self.recipients is None:
+            return text + "}}"
+        return f'{text},"n":{self.recipients}}}}}'
+
+    def counted_prefix(self, origin: str) -> str:
+        """The encoding up to the recipients' count, for a statement that appends the
+        count it made and `}}` (a topic publish's NOTIFY, built before the count exists)."""
+        return self._encode_head(origin) + ',"n":'
+
+    def _encode_head(self, origin: str) -> str:
         micros = (self.created_at - _EPOCH) // _MICROSECOND
-        return (
-            origin_prefix(origin)
-            + orjson.dumps({"k": {"topic": self.topic, "m": micros}})[1:].decode()
-        )
+        body = orjson.dumps({"k": {"topic": self.topic, "m": micros}})[1:-2].decode()
+        return origin_prefix(origin) + body
 
     @staticmethod
     def from_body(body: object) -> TopicAnnouncement:
         if not isinstance(body, dict):
             raise ValueError("not a topic announcement")
-        topic, micros = body.get("topic"), body.get("m")
+        topic, micros, count = body.get("topic"), body.get("m"), body.get("n")
         if not isinstance(topic, str) or not isinstance(micros, int):
             raise ValueError("not a topic announcement")
-        return TopicAnnouncement(topic, _EPOCH + micros * _MICROSECOND)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            count = None
+        return TopicAnnouncement(topic, _EPOCH + micros * _MICROSECOND, count)
 
 
 def decode_payload(payload: str | bytes) -> tuple[str, list[Announcement] | TopicAnnouncement]:
@@ -285,8 +301,9 @@ def decode_payload(payload: str | bytes) -> tuple[str, list[Announcement] | Topi
 def topic_notify_parameters(
     notify: TransactionNotify | None, announcement: TopicAnnouncement
 ) -> tuple[str | None, str]:
-    """(channel, payload) for a topic publish's statement to NOTIFY at its commit; the
-    channel is None (nothing announced in the transaction) without `notify`."""
+    """(channel, payload prefix) for a topic publish's statement to NOTIFY at its commit
+    (it appends the count of recipients and `}}`); the channel is None (nothing announced
+    in the transaction) without `notify`."""
     if notify is None:
         return None, ""
-    return notify.channel, announcement.encode(notify.origin)
+    return notify.channel, announcement.counted_prefix(notify.origin)

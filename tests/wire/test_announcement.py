@@ -248,4 +248,30 @@ def test_topic_notify_parameters() -> None:
     announcement = TopicAnnouncement("t", datetime(2026, 12, 1, tzinfo=UTC))
     assert topic_notify_parameters(None, announcement) == (None, "")
     channel, payload = topic_notify_parameters(TransactionNotify("ch", "me"), announcement)
-    assert channel == "ch" and decode_payload(payload) == ("me", announcement)
+    assert channel == "ch"
+    assert decode_payload(payload + "3}}") == (
+        "me",
+        TopicAnnouncement("t", announcement.created_at, 3),
+    )
+
+
+def test_topic_announcement_carries_its_recipients_and_reads_without_them() -> None:
+    """The count lets an instance pick the cheaper read; an announcement without it (an
+    older instance's) still decodes, to None; a count that is not a whole number is
+    ignored rather than trusted."""
+    moment = datetime(2026, 12, 1, tzinfo=UTC)
+    counted = TopicAnnouncement("t", moment, 100000)
+    assert decode_payload(counted.encode("me")) == ("me", counted)
+    assert decode_payload(TopicAnnouncement("t", moment).encode("me"))[1] == TopicAnnouncement(
+        "t", moment, None
+    )
+    for bad in ('"x"', "-1", "1.5", "true"):
+        body = '{"o":"z","k":{"topic":"t","m":0,"n":' + bad + "}}"
+        assert decode_payload(body)[1] == TopicAnnouncement("t", datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def test_a_statement_completes_the_counted_prefix() -> None:
+    """The topic publish's NOTIFY appends its count and `}}` to the prefix it is given."""
+    announcement = TopicAnnouncement("t", datetime(2026, 12, 1, tzinfo=UTC), 7)
+    prefix = announcement.counted_prefix("me")
+    assert prefix + "7}}" == announcement.encode("me")
