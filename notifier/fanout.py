@@ -30,12 +30,17 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from notifier.hub import Hub
 from notifier.store import Store
 from notifier.wire.announcement import Announcement, TopicAnnouncement
 
 log = logging.getLogger("notifier.fanout")
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 FRAME_CHUNK = 1000
 """Frames read and offered at a time: one read, and a bounded step of the event loop."""
@@ -100,20 +105,23 @@ class TopicFanout:
         positions = hub.positions()
         stamp = announcement.created_at.timestamp()
         delivered = 0
-        for start in range(0, len(positions), FRAME_CHUNK):
-            found, unsure = await self._store.topic_frames_after(
-                announcement.topic,
-                announcement.created_at,
-                positions[start : start + FRAME_CHUNK],
-                NEXT_ROWS,
+
+        def read(
+            part: list[tuple[str, int]],
+        ) -> Awaitable[tuple[list[tuple[str, int, str]], list[str]]]:
+            return self._store.topic_frames_after(
+                announcement.topic, announcement.created_at, part, NEXT_ROWS
             )
-            for user, seq, frame in found:
-                hub.on_announcement(
-                    Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
-                )
-            if unsure:
-                hub.offer_heads(await self._store.heads(unsure))
-            delivered += len(found) + len(unsure)
+
+        async with contextlib.aclosing(read_ahead(read, _chunks(positions))) as reads:
+            async for found, unsure in reads:
+                for user, seq, frame in found:
+                    hub.on_announcement(
+                        Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
+                    )
+                if unsure:
+                    hub.offer_heads(await self._store.heads(unsure))
+                delivered += len(found) + len(unsure)
         return delivered
 
     async def _resolve_published(self, announcement: TopicAnnouncement) -> int:
@@ -121,11 +129,41 @@ class TopicFanout:
         rows = await self._store.topic_recipients(announcement.topic, announcement.created_at)
         held = [(user, seq) for user, seq in rows if hub.subscribers(user)]
         stamp = announcement.created_at.timestamp()
-        for start in range(0, len(held), FRAME_CHUNK):
-            part = held[start : start + FRAME_CHUNK]
-            frames = await self._store.frames_at([u for u, _ in part], [s for _, s in part])
-            for user, seq, frame in frames:
-                hub.on_announcement(
-                    Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
-                )
+
+        def read(part: list[tuple[str, int]]) -> Awaitable[list[tuple[str, int, str]]]:
+            return self._store.frames_at([u for u, _ in part], [s for _, s in part])
+
+        async with contextlib.aclosing(read_ahead(read, _chunks(held))) as reads:
+            async for frames in reads:
+                for user, seq, frame in frames:
+                    hub.on_announcement(
+                        Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
+                    )
         return len(held)
+
+
+def _chunks(items: list[T]) -> list[list[T]]:
+    return [items[start : start + FRAME_CHUNK] for start in range(0, len(items), FRAME_CHUNK)]
+
+
+async def read_ahead(read: Callable[[T], Awaitable[R]], parts: Sequence[T]) -> AsyncGenerator[R]:
+    """`read(part)` of each part in order, the next one already on its way while the
+    caller offers this one's frames: the database's work overlaps the sockets' writes
+    (which take most of a large fan-out) instead of following them, one read at most
+    ahead. A read left unawaited, when the caller stops early, is cancelled (close the
+    generator: `contextlib.aclosing`)."""
+    if not parts:
+        return
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[R] = asyncio.ensure_future(read(parts[0]), loop=loop)
+    try:
+        for index in range(len(parts)):
+            result = await pending
+            if index + 1 < len(parts):
+                pending = asyncio.ensure_future(read(parts[index + 1]), loop=loop)
+            yield result
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
