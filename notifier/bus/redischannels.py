@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from notifier.bus.base import BusHandlers
+from notifier.bus.outbox import Outbox
 from notifier.wire.announcement import Announcement, TopicAnnouncement, decode_payload
 from notifier.wire.notification import Notification
 
@@ -68,19 +69,33 @@ class Announcing:
     """A `redis.asyncio.Redis` or `RedisCluster`."""
     _command: str
     """`publish` or `spublish`: the method of the client, and of its pipeline."""
+    _outbox: Outbox | None = None
 
     async def _publish(self, name: str, payload: str) -> None:
         await getattr(self._publisher, self._command)(name, payload)
 
-    async def announce(self, notifications: Sequence[Notification]) -> None:
+    async def _send_pipeline(self, messages: Sequence[tuple[str, str]]) -> None:
         # One pipeline (split by redis-py per master on a cluster): a user's messages
         # keep their order.
         async with self._publisher.pipeline(transaction=False) as pipe:
             publish = getattr(pipe, self._command)
-            for notification in notifications:
-                payload = Announcement.of(notification).encode(self._origin, inline_limit=None)
-                publish(channel(notification.user_id), payload)
+            for name, payload in messages:
+                publish(name, payload)
             await pipe.execute()
+
+    async def announce(self, notifications: Sequence[Notification]) -> None:
+        """With the messages of every publish announcing at the same moment (`Outbox`)."""
+        if self._outbox is None:
+            self._outbox = Outbox(self._send_pipeline)
+        await self._outbox.send(
+            [
+                (
+                    channel(notification.user_id),
+                    Announcement.of(notification).encode(self._origin, inline_limit=None),
+                )
+                for notification in notifications
+            ]
+        )
 
     async def announce_topic(self, announcement: TopicAnnouncement) -> None:
         await self._publish(TOPICS, announcement.encode(self._origin))
