@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from notifier.hub import Hub
 from notifier.store import Store
-from notifier.wire.announcement import Announcement, TopicAnnouncement
+from notifier.wire.announcement import TopicAnnouncement
 
 log = logging.getLogger("notifier.fanout")
 
@@ -116,9 +116,7 @@ class TopicFanout:
         async with contextlib.aclosing(read_ahead(read, _chunks(positions))) as reads:
             async for found, unsure in reads:
                 for user, seq, frame in found:
-                    hub.on_announcement(
-                        Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
-                    )
+                    hub.offer(user, seq, frame, stamp)
                 if unsure:
                     hub.offer_heads(await self._store.heads(unsure))
                 delivered += len(found) + len(unsure)
@@ -136,9 +134,7 @@ class TopicFanout:
         async with contextlib.aclosing(read_ahead(read, _chunks(held))) as reads:
             async for frames in reads:
                 for user, seq, frame in frames:
-                    hub.on_announcement(
-                        Announcement(user_id=user, seq=seq, frame=frame, created_at=stamp)
-                    )
+                    hub.offer(user, seq, frame, stamp)
         return len(held)
 
 

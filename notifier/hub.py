@@ -118,6 +118,12 @@ class Hub:
             if announcement.read_frame is not None:
                 subscriber.push(announcement.read_frame)
 
+    def offer(self, user_id: str, seq: int, frame: str, created_at: float) -> None:
+        """A notification read from the database (a topic publish's fan-out): no
+        announcement object per recipient."""
+        for subscriber in self._by_user.get(user_id, ()):
+            subscriber.offer(seq, frame, created_at)
+
     def push_read(self, user_id: str, frame: str, *, skip: Subscriber | None = None) -> None:
         for subscriber in self._by_user.get(user_id, ()):
             if subscriber is not skip:
