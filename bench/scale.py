@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import datetime
 import math
 import multiprocessing
 import os
@@ -101,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.loadgens < 1 or args.workers < 1 or args.sockets < args.loadgens:
         parser.error("--workers and --loadgens: at least 1; --sockets: at least --loadgens")
+    if args.kill and args.workers < 2:
+        parser.error("one worker serves in serve's own process, with no supervisor: --no-kill")
     if args.rate <= 0 or args.seconds <= 0 or args.timeout <= 0:
         parser.error("--rate, --seconds, --timeout: above 0")
     sources = sum(len(addresses) for addresses in source_addresses(args))
@@ -218,6 +221,23 @@ class Cpu:
             )
             for group, now in last.items()
         }
+
+
+def supervisor_lines(log: Path, since: float, limit: int = 30) -> list[str]:
+    """uvicorn's own records (its supervisor's: a worker died, another started; a
+    worker's startup) logged after `since` (time.time()), as `<s after> <message>`."""
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or record.get("logger") != "uvicorn.error":
+            continue
+        at = datetime.datetime.fromisoformat(record["time"]).timestamp() - since
+        if at >= 0:
+            found.append(f"{at:.2f} s {record.get('message')}")
+    return found[:limit]
 
 
 # -- the load generators ------------------------------------------------------------------
@@ -468,7 +488,7 @@ class Scale:
         """All W workers spawned, and the server quiet (their startup done): /readyz
         answered by one of them says nothing of the others."""
         deadline = monotonic() + timeout
-        while len(worker_pids(self.supervisor)) < self.args.workers:
+        while len(self.worker_pids()) < self.args.workers:
             if monotonic() > deadline:
                 raise TimeoutError(f"fewer than {self.args.workers} workers after {timeout} s")
             await asyncio.sleep(0.2)
@@ -477,14 +497,18 @@ class Scale:
             await asyncio.sleep(1.0)
             if meter.stop()["server"] < 0.1 * self.args.workers:
                 break
-        return worker_pids(self.supervisor)
+        return self.worker_pids()
+
+    def worker_pids(self) -> list[int]:
+        """With one worker, `serve` serves in its own process: no supervisor."""
+        return worker_pids(self.supervisor) if self.args.workers > 1 else [self.supervisor]
 
     def workers(self) -> list[dict[str, Any]]:
         """Each worker: pid, descriptors, the sockets they stand for (less what the
         worker held before any socket; a worker born later: the least of those) and RSS."""
         base = min(self.baseline_fds.values(), default=0)
         table = []
-        for pid in worker_pids(self.supervisor):
+        for pid in self.worker_pids():
             fds = descriptors(pid)
             if fds is None:
                 continue
@@ -593,22 +617,19 @@ class Scale:
         before = self.workers()
         victim = max(before, key=lambda w: w["fds"])
         shed_before = await asyncio.to_thread(scrape, self.server.port)
-        killed_at = monotonic()
+        killed_at, killed_wall = monotonic(), time.time()
         os.kill(victim["pid"], signal.SIGKILL)
         meter = self.cpu()  # from the kill on
         loadgen.log(f"SIGKILL to worker {victim['pid']} ({victim['sockets']:,} sockets)")
         survivors = {w["pid"] for w in before} - {victim["pid"]}
-        replacement: int | None = None
-        replacement_at: float | None = None
+        born: dict[int, float] = {}  # workers spawned after the kill: when first seen
         back_at: float | None = None
         lost = back = 0
         progress: list[list[float]] = []  # [s after the kill, lost, back]
         while monotonic() < killed_at + args.timeout:
             await asyncio.sleep(0.5)
-            if replacement is None:
-                born = set(worker_pids(self.supervisor)) - survivors - {victim["pid"]}
-                if born:
-                    replacement, replacement_at = min(born), monotonic()
+            for pid in set(self.worker_pids()) - survivors - {victim["pid"]}:
+                born.setdefault(pid, round(monotonic() - killed_at, 2))
             status = await self.loadgens.ask("status")
             lost = sum(s["lost"] for s in status)
             back = sum(s["back"] for s in status)
@@ -636,8 +657,8 @@ class Scale:
         return {
             "victim": victim,
             "workers_before": before,
-            "replacement_pid": replacement,
-            "replacement_seen_s": round(replacement_at - killed_at, 2) if replacement_at else None,
+            "spawned_after_kill": {str(pid): at for pid, at in sorted(born.items())},
+            "supervisor": supervisor_lines(self.server.log_path, killed_wall),
             "lost": sum(a["lost"] for a in answers),
             "losses": sum(a["losses"] for a in answers),
             "never_back": sum(a["never_back"] for a in answers),
@@ -842,7 +863,7 @@ def report(result: dict[str, Any], log: Path) -> bool:
         v = k["victim"]
         print(
             f"  kill           SIGKILL to worker {v['pid']} ({v['sockets']:,} sockets) at 0 s; "
-            f"replacement {k['replacement_pid']} seen at {k['replacement_seen_s']} s; "
+            f"{len(k['spawned_after_kill'])} worker(s) spawned after it; "
             f"{k['lost']:,} users lost their stream ({k['losses']:,} losses), all back at "
             f"{k['all_back_s']} s "
             f"({k['never_back']} never)"
@@ -857,6 +878,9 @@ def report(result: dict[str, Any], log: Path) -> bool:
         for cause, (first, last) in k["refused_between_s"].items():
             print(f"                 {cause}: from {first} s to {last} s")
         print(f"  workers after  {_workers(k['workers_after'])}")
+        print("  supervisor     uvicorn's lines after the kill:")
+        for line in k["supervisor"]:
+            print(f"                 {line}")
         kl = k["latency_ms"]
         print(
             f"  publish        {k['acked']:,} of {k['scheduled']:,} acknowledged (HTTP "

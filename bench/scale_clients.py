@@ -20,6 +20,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import os
 import random
 import traceback
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ async def receive(conn: Connection, timeout: float | None = None) -> Any:
         await asyncio.wait_for(ready, timeout)
     finally:
         loop.remove_reader(fd)
+        # The loop made the descriptor non-blocking; a message larger than the pipe's
+        # buffer is read (and sent, on the same socket) in several blocking parts.
+        os.set_blocking(fd, True)
     return conn.recv()  # EOFError when the other end is gone
 
 

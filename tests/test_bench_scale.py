@@ -26,7 +26,13 @@ def test_every_user_has_one_loadgen_and_each_its_own_addresses() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--loadgens", "0"], ["--sockets", "3", "--loadgens", "4"], ["--rate", "0"]]
+    "argv",
+    [
+        ["--loadgens", "0"],
+        ["--sockets", "3", "--loadgens", "4"],
+        ["--rate", "0"],
+        ["--workers", "1"],  # no supervisor to restart a killed worker
+    ],
 )
 def test_nonsense_is_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
