@@ -15,6 +15,9 @@ raised RLIMIT_NOFILE:
    The rate is the sockets over the time from the first attempt to the last `replayed`
    frame; then the server's RSS over its baseline (before any socket) per socket, and
    each worker's descriptors (/proc/<pid>/fd);
+   then a warm-up, not measured: 3 s of keyed publishes, and a wait until
+   `notifications` has planner statistics (`Scale.warm_up`: where autovacuum is off,
+   as on this machine's cluster, the server's upkeep ANALYZEs it within 30 s);
 2. publish: this process sends `--rate` single notifications a second for `--seconds`
    to random users (open loop on `--publish-connections` keep-alive connections, each
    with an idempotency key, the same request again after a 503 or a lost connection),
@@ -58,6 +61,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 
 from bench import loadgen, storm
@@ -66,6 +70,8 @@ from bench.scale_clients import Share, receive
 from notifier.admission import streams_for_descriptors
 
 monotonic = time.monotonic
+WARMUP_SECONDS = 3.0
+"""Keyed publishes before the publish phase, not measured (`Scale.warm_up`)."""
 SOCKETS_PER_ADDRESS = 10_000
 """A source address has about 28,000 ports to one server port; its sockets stay well
 below that, so that the ports that reconnects leave in TIME_WAIT never run out."""
@@ -238,6 +244,25 @@ def supervisor_lines(log: Path, since: float, limit: int = 30) -> list[str]:
         if at >= 0:
             found.append(f"{at:.2f} s {record.get('message')}")
     return found[:limit]
+
+
+async def analyzed_within(dsn: str, table: str, timeout: float) -> bool:
+    """Whether `table` was analyzed (by anyone) before `timeout` seconds."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = monotonic() + timeout
+        while True:
+            if await conn.fetchval(
+                "SELECT coalesce(last_analyze, last_autoanalyze) IS NOT NULL"
+                " FROM pg_stat_user_tables WHERE relname = $1",
+                table,
+            ):
+                return True
+            if monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
 
 
 # -- the load generators ------------------------------------------------------------------
@@ -595,6 +620,35 @@ class Scale:
             "cpu": cpu,
         }
 
+    async def warm_up(self) -> dict[str, Any]:
+        """Keyed publishes for `WARMUP_SECONDS` at the rate, not measured, then a wait
+        (bounded) until `notifications` has planner statistics. Each keyed publish
+        looks its key up with a generic plan made per pooled connection; made while
+        the table had no statistics, it reads every keyed row of the publisher (see
+        notifier.upkeep), so its cost grows with the table until the first ANALYZE:
+        autovacuum's, or where autovacuum is off (this machine's cluster) the server's
+        own upkeep, every 30 s. A server that has run for a while is past that."""
+        assert self.loadgens is not None
+        await self.loadgens.ask("mark", "warmup")
+        loadgen.log(f"warming up: {self.args.rate:g}/s for {WARMUP_SECONDS:g} s")
+        sent = await self.publisher.run(self.args.rate, WARMUP_SECONDS)
+        waited = monotonic()
+        analyzed = await analyzed_within(self.database.dsn, "notifications", 90.0)
+        waited = monotonic() - waited
+        loadgen.log(
+            f"notifications analyzed {waited:.1f} s after the warm-up"
+            if analyzed
+            else "notifications not analyzed within 90 s: the publish phase pays for it"
+        )
+        answers = await self.settle(wait=15.0)
+        return {
+            "published": sent["acked"],
+            "http_ms": sent["http_ms"],
+            "analyzed": analyzed,
+            "waited_for_analyze_s": round(waited, 1),
+            **{key: sum(a[key] for a in answers) for key in DELIVERY},
+        }
+
     async def publish(self) -> dict[str, Any]:
         assert self.loadgens is not None
         await self.loadgens.ask("mark", "publish")
@@ -729,6 +783,7 @@ class Scale:
             }
         )
         self.publisher = Publisher(generator, self.live_users, args.publish_connections, args.seed)
+        figures["warmup"] = await self.warm_up()
         figures["publish"] = await self.publish()
         figures["kill"] = await self.kill() if args.kill else None
         await self.loadgens.ask("close", timeout=60)
@@ -846,6 +901,12 @@ def report(result: dict[str, Any], log: Path) -> bool:
     )
     print(f"  workers        sockets each: {_workers(c['workers'])}")
     print(f"  cpu            {_cpu(c['cpu'])}")
+    w = r["warmup"]
+    print(
+        f"  warm-up        {w['published']:,} keyed publishes (HTTP p99 {w['http_ms']['p99']} "
+        f"ms), then {w['waited_for_analyze_s']} s until notifications was analyzed "
+        f"({'done' if w['analyzed'] else 'NOT done'}); not measured"
+    )
     lat = p["latency_ms"]
     print(
         f"  publish        {p['acked']:,} of {p['scheduled']:,} acknowledged, achieved "
