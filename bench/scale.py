@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SIGKILL a worker after the publish phase (default: on)",
     )
     parser.add_argument("--tail", type=float, default=3.0, help="publishing after all are back")
-    parser.add_argument("--timeout", type=float, default=300.0, help="bound of each phase (s)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="bound of each phase (s)")
     parser.add_argument("--connect-concurrency", type=int, default=100, help="per loadgen")
     parser.add_argument("--publish-connections", type=int, default=16)
     parser.add_argument("--bus", default=None, help="NOTIFIER_BUS (default: the server's own)")
@@ -953,6 +953,10 @@ def report(result: dict[str, Any], log: Path) -> bool:
     print("  targets")
     for target, figure, met in targets(r):
         print(f"    {'met   ' if met else 'MISSED'} {target}: {figure}")
+    print(
+        f"  supervisor     {len(r['workers_died'])} worker(s) died (s from the server's start): "
+        f"{r['workers_died'] or 'none'}"
+    )
     print(f"  checks         {'OK' if ok else 'FAILED'}")
     storm.print_end(result, log)
     return ok
@@ -974,6 +978,7 @@ def main(argv: list[str] | None = None) -> None:
     database = Database()
     database.create()
     log = Path(tempfile.mkdtemp(prefix="bench-scale-")) / "server.log"
+    began = time.time()
     server = ServerProcess("notifier", args, database, log)
     seen: dict[int, str | None] = {}  # every server process, to be sure none outlives us
     try:
@@ -1006,6 +1011,9 @@ def main(argv: list[str] | None = None) -> None:
         database.drop()
     machine["load_after"] = round(os.getloadavg()[0], 2)
     result["machine"] = machine
+    result["workers_died"] = [
+        line for line in supervisor_lines(log, began, limit=10_000) if "died" in line
+    ]
     sys.exit(0 if report(result, log) else 1)
 
 
