@@ -541,7 +541,7 @@ class Scale:
                 {
                     "pid": pid,
                     "fds": fds,
-                    "sockets": fds - self.baseline_fds.get(pid, base),
+                    "sockets": max(0, fds - self.baseline_fds.get(pid, base)),
                     "rss_mib": round(loadgen.rss_bytes([pid]) / 2**20, 1),
                 }
             )
@@ -692,6 +692,8 @@ class Scale:
                 back_at = monotonic()
                 break
         cpu = meter.stop()
+        for pid in set(self.worker_pids()) - survivors - {victim["pid"]}:
+            born.setdefault(pid, round(monotonic() - killed_at, 2))
         loadgen.log(
             f"{back:,}/{lost:,} back"
             + (f" {back_at - killed_at:.1f} s after the kill" if back_at else " (timeout)")
