@@ -745,7 +745,8 @@ class Generator:
         instances = [(first + k) % len(ports) for k in range(size)]
         return list(await asyncio.gather(*(one(instance) for instance in instances)))
 
-    def post(self, path: bytes, body: bytes) -> bytes:
+    def post(self, path: bytes, body: bytes, key: bytes | None = None) -> bytes:
+        """The request, with an `Idempotency-Key` header when `key` is given."""
         return b"".join(
             (
                 b"POST ",
@@ -754,6 +755,7 @@ class Generator:
                 self.host_header,
                 b"\r\nAuthorization: Bearer ",
                 self.api_key,
+                b"\r\nIdempotency-Key: " + key if key is not None else b"",
                 b"\r\nContent-Type: application/json\r\nContent-Length: ",
                 str(len(body)).encode(),
                 b"\r\n\r\n",

@@ -201,15 +201,91 @@ def refusal(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error)[:60]}"
 
 
+# -- coming back ----------------------------------------------------------------------------
+
+
+class Reconnects:
+    """The clients' way back after a stream ended, as the browser client and the SDK
+    come back (module docstring, 3.): backoff, resume, the 10 s `replayed` timeout, and
+    the refusals counted by cause. Apart from `Storm` so that bench.scale's load
+    generator processes, which hold no server, reconnect the same way."""
+
+    def __init__(self, generator: loadgen.Generator, rng: random.Random) -> None:
+        self.generator = generator
+        self.rng = rng
+        self.backoff = Backoff(base=0.5, cap=30.0, uniform=rng.uniform)
+        self.refused: collections.Counter[str] = collections.Counter()
+        self.refused_when: dict[str, list[float]] = {}  # cause: [first, last] (monotonic)
+        self.handshakes: list[float] = []  # connect to `replayed`
+        self.handshakes_at: list[float] = []  # when each of them completed (monotonic)
+        self.upgrades: list[float] = []  # connect to `101` / `200`
+        self.stop = False
+        self.sources = 0
+
+    def refuse(self, cause: str) -> None:
+        self.refused[cause] += 1
+        now = monotonic()
+        self.refused_when.setdefault(cause, [now, now])[1] = now
+
+    def source(self) -> str:
+        self.sources += 1
+        return self.generator.sources[self.sources % len(self.generator.sources)]
+
+    async def attempt(self, peer: Peer) -> bool:
+        """One reconnect: True once the `replayed` frame arrived."""
+        peer.attempts += 1
+        peer.replayed = asyncio.get_running_loop().create_future()
+        peer.lost = asyncio.get_running_loop().create_future()
+        peer.client = None
+        started = monotonic()
+        request = self.generator.upgrade(peer.token, peer.last_seq)
+        try:
+            peer.client, upgraded = await self.generator.open_socket(
+                peer.user, request, self.source()
+            )
+        except (OSError, TimeoutError, loadgen.HandshakeRefused, ConnectionError) as error:
+            self.refuse(refusal(error))
+            return False
+        self.upgrades.append(upgraded)
+        remaining = max(0.0, started + CONNECT_TIMEOUT - monotonic())
+        waiters: set[asyncio.Future[Any]] = {peer.replayed, peer.lost}
+        await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        if peer.replayed.done():
+            self.handshakes.append(peer.replayed.result() - started)
+            self.handshakes_at.append(peer.replayed.result())
+            return True
+        if peer.lost.done():
+            self.refuse(f"closed before replayed: {peer.lost.result()}")
+            return False
+        self.refuse("no replayed within 10 s")
+        peer.client.abort()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(peer.lost, 1.0)
+        return False
+
+    async def come_back(self, peer: Peer) -> bool:
+        """A client whose stream ended: back off, reconnect, until it is live again
+        (True) or the run stops (False)."""
+        while not self.stop:
+            await asyncio.sleep(self.backoff.delay(peer.attempt))
+            peer.attempt += 1
+            if self.stop:
+                return False
+            if await self.attempt(peer):
+                peer.attempt = 0
+                return True
+        return False
+
+
 # -- the storm ------------------------------------------------------------------------------
 
 
-class Storm:
+class Storm(Reconnects):
     def __init__(self, args: argparse.Namespace, server: ServerProcess, database: Database):
         self.args = args
         self.server = server
         self.database = database
-        self.generator = loadgen.Generator(
+        generator = loadgen.Generator(
             {
                 "host": "127.0.0.1",
                 "port": server.port,
@@ -224,32 +300,15 @@ class Storm:
                 "pg_database": database.name,
             }
         )
-        self.generator.ws_class = StormWs
-        self.generator.sse_class = StormSse
-        self.rng = random.Random(args.seed)
-        self.backoff = Backoff(base=0.5, cap=30.0, uniform=self.rng.uniform)
-        self.refused: collections.Counter[str] = collections.Counter()
-        self.refused_when: dict[str, list[float]] = {}  # cause: [first, last] (monotonic)
-        self.handshakes: list[float] = []  # connect to `replayed`, during the storm
-        self.handshakes_at: list[float] = []  # when each of them completed (monotonic)
+        generator.ws_class = StormWs
+        generator.sse_class = StormSse
+        super().__init__(generator, random.Random(args.seed))
         self.cpu_per_second: dict[int, tuple[float, float]] = {}  # server, postgres
-        self.upgrades: list[float] = []  # connect to `101` / `200`
-        self.stop = False
-        self.sources = 0
         self.live_again = 0
         self.all_live = asyncio.Event()
         self.published_before = 0
         self.published_storm = 0
         self.publish_statuses: collections.Counter[str] = collections.Counter()
-
-    def refuse(self, cause: str) -> None:
-        self.refused[cause] += 1
-        now = monotonic()
-        self.refused_when.setdefault(cause, [now, now])[1] = now
-
-    def source(self) -> str:
-        self.sources += 1
-        return self.generator.sources[self.sources % len(self.generator.sources)]
 
     # -- before the restart ---------------------------------------------------------------
 
@@ -355,51 +414,6 @@ class Storm:
             await asyncio.sleep(self.tick)
         if conn is not None:
             conn.close()
-
-    async def attempt(self, peer: Peer) -> bool:
-        """One reconnect: True once the `replayed` frame arrived."""
-        peer.attempts += 1
-        peer.replayed = asyncio.get_running_loop().create_future()
-        peer.lost = asyncio.get_running_loop().create_future()
-        peer.client = None
-        started = monotonic()
-        request = self.generator.upgrade(peer.token, peer.last_seq)
-        try:
-            peer.client, upgraded = await self.generator.open_socket(
-                peer.user, request, self.source()
-            )
-        except (OSError, TimeoutError, loadgen.HandshakeRefused, ConnectionError) as error:
-            self.refuse(refusal(error))
-            return False
-        self.upgrades.append(upgraded)
-        remaining = max(0.0, started + CONNECT_TIMEOUT - monotonic())
-        waiters: set[asyncio.Future[Any]] = {peer.replayed, peer.lost}
-        await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-        if peer.replayed.done():
-            self.handshakes.append(peer.replayed.result() - started)
-            self.handshakes_at.append(peer.replayed.result())
-            return True
-        if peer.lost.done():
-            self.refuse(f"closed before replayed: {peer.lost.result()}")
-            return False
-        self.refuse("no replayed within 10 s")
-        peer.client.abort()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(peer.lost, 1.0)
-        return False
-
-    async def come_back(self, peer: Peer) -> bool:
-        """A client whose stream ended: back off, reconnect, until it is live again
-        (True) or the run stops (False)."""
-        while not self.stop:
-            await asyncio.sleep(self.backoff.delay(peer.attempt))
-            peer.attempt += 1
-            if self.stop:
-                return False
-            if await self.attempt(peer):
-                peer.attempt = 0
-                return True
-        return False
 
     async def keep(self, peer: Peer, restarted: asyncio.Event) -> None:
         """The client's loop after the restart: back off, reconnect, until live."""
