@@ -37,6 +37,14 @@ from notifier.startup import StartupError
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+WORKER_HEALTHCHECK_SECONDS = 30
+"""How long uvicorn's supervisor waits for a worker's answer before it kills the worker
+as hung. Its default, 5 s, is shorter than a replacement worker takes to import the app
+on a busy machine (a worker answers only once it has): with 100,000 sockets on 2 cores,
+after one worker was killed, the supervisor killed 104 replacements in a row, one every
+5.6 s, and a surviving worker too, while 33,627 users waited (`python -m bench.scale`).
+A worker that is truly hung is still replaced, 30 s later."""
+
 
 def worker_app(settings: Settings, *, access_log: bool = True) -> FastAPI:
     """The app of one served process, with that process's policies: uvicorn calls it
@@ -116,6 +124,13 @@ def metrics_listener(settings: Settings, host: str, folder: str | None) -> Itera
         thread.join(timeout=5)
 
 
+def server_config(settings: Settings, *, workers: int, **options: Any) -> uvicorn.Config:
+    """uvicorn's `Config` for `serve` (`options` are its own), with notifier's defaults."""
+    factory = functools.partial(worker_app, settings, access_log=options.get("access_log", True))
+    options.setdefault("timeout_worker_healthcheck", WORKER_HEALTHCHECK_SECONDS)
+    return uvicorn.Config(factory, factory=True, workers=workers, **options)
+
+
 def run(settings: Settings, *, workers: int, **options: Any) -> int:
     """Serve until stopped, as `uvicorn.run` does; the exit status.
 
@@ -123,8 +138,7 @@ def run(settings: Settings, *, workers: int, **options: Any) -> int:
     by uvicorn's supervisor, which restarts a worker that dies and stops them all on
     SIGINT or SIGTERM.
     """
-    factory = functools.partial(worker_app, settings, access_log=options.get("access_log", True))
-    config = uvicorn.Config(factory, factory=True, workers=workers, **options)
+    config = server_config(settings, workers=workers, **options)
     server = uvicorn.Server(config)
     host = options.get("host", "127.0.0.1")
     if workers == 1:

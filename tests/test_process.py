@@ -99,3 +99,13 @@ def test_the_worker_factory_pickles(tmp_path: Path) -> None:
     assert copy.func is process.worker_app
     assert copy.args == factory.args
     assert copy.keywords == {"access_log": False}
+
+
+def test_the_supervisor_gives_a_starting_worker_time_to_import(tmp_path: Path) -> None:
+    """uvicorn's own 5 s healthcheck killed replacement workers that were still importing
+    the app on a busy machine, one after another (bench.scale: 104 in a row); `serve`
+    waits 30 s, and an operator's explicit value still wins."""
+    config = process.server_config(settings(tmp_path), workers=2)
+    assert config.timeout_worker_healthcheck == process.WORKER_HEALTHCHECK_SECONDS == 30
+    chosen = process.server_config(settings(tmp_path), workers=2, timeout_worker_healthcheck=9)
+    assert chosen.timeout_worker_healthcheck == 9
