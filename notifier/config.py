@@ -181,6 +181,12 @@ class Settings(BaseSettings):
     reading: closed with 1013."""
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     """Largest client frame accepted (uvicorn closes bigger ones with 1009)."""
+    ws_ping_seconds: float = Field(default=20.0, ge=1, le=300)
+    """A WebSocket protocol ping to every socket this often; one unanswered for as long
+    closes the socket (1011). Keeps proxies' idle timeouts (nginx: 60 s) from cutting
+    quiet sockets and finds dead peers. Each ping costs the server a timer, a write and
+    a read: at 100,000 sockets the default is 5,000 pings a second on the host, so a
+    host that holds that many may raise it (below its proxies' idle timeout)."""
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=20)
     """A comment on every SSE stream this often (the contract promises one at least
     every 20 seconds while nothing else is sent)."""
