@@ -20,18 +20,64 @@ with `GuardedHttpToolsProtocol` instead, which is httptools (the fast parser) pl
 Both timers are one `call_later` a request, armed and cancelled by the parser's
 callbacks: nothing is added to the app's receive path. Body sizes are
 `api.body.BodyLimit`'s.
+
+And one limit on WebSocket handshakes that only the kernel can see: how long the request
+waited before the process got to it. In a reconnect storm, connections queue in the
+listen backlog, where no admission limit counts them; a client gives up after its
+connect timeout (the browser client's is 10 s) and retries, and the process then spends
+a handshake, a token check and a replay on a client that is gone, while the one waiting
+behind it gives up too (`bench.scale`: 94,868 of 122,661 attempts after a worker's kill
+timed out so). Before the upgrade, the kernel's TCP_INFO says whether the client already
+closed (the handshake is dropped) and how long ago its request arrived: past
+`stale_handshake_seconds` it is answered `503` with `Retry-After`, which costs a write,
+and counted in `notifier_streams_shed_total` (reasons `gone` and `stale`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from asyncio import TimerHandle
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from notifier import metrics
 
 MAX_HEAD_BYTES = 32 * 1024
 """nginx's default (`large_client_header_buffers 4 8k`) admits up to 32 KiB in all."""
+
+
+STALE_HANDSHAKE_SECONDS = 5.0
+"""A WebSocket handshake whose request arrived this long ago is refused with 503: half
+the browser client's connect timeout, so that what is still served is mostly what a
+client still waits for."""
+
+_TCP_CLOSE_WAIT = 8
+_TCP_INFO = getattr(socket, "TCP_INFO", None)  # Linux
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
+)
+_BUSY_BODY = orjson.dumps({"detail": "server busy, retry later"})
+
+
+def queued(transport: asyncio.BaseTransport) -> tuple[bool, float] | None:
+    """(the client has closed its side, seconds since its last data arrived) of a TCP
+    connection, from the kernel (`TCP_INFO`); None where that cannot be read."""
+    sock = transport.get_extra_info("socket")
+    if _TCP_INFO is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+    except OSError:
+        return None
+    if len(info) < 56:
+        return None
+    # struct tcp_info: u8 tcpi_state first; u32 tcpi_last_data_recv (ms) at byte 52.
+    return info[0] == _TCP_CLOSE_WAIT, struct.unpack_from("I", info, 52)[0] / 1000
 
 
 class HeadTooLarge(Exception):
@@ -44,6 +90,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = MAX_HEAD_BYTES
     head_timeout = 20.0
     body_timeout = 60.0
+    stale_handshake_seconds = STALE_HANDSHAKE_SECONDS
 
     @classmethod
     def configure(
@@ -113,6 +160,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._body_timer is None and not self.parser.should_upgrade():
             self._body_timer = self.loop.call_later(self.body_timeout, self._body_expired)
+
+    def handle_websocket_upgrade(self) -> None:
+        """The upgrade, unless its client is gone or waited past `stale_handshake_seconds`."""
+        found = queued(self.transport)
+        if found is not None:
+            gone, waited = found
+            if gone:
+                metrics.STREAMS_SHED.labels("ws", "gone").inc()
+                self.transport.close()
+                return
+            if waited >= self.stale_handshake_seconds:
+                metrics.STREAMS_SHED.labels("ws", "stale").inc()
+                self.transport.write(_BUSY + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n")
+                self.transport.write(_BUSY_BODY)
+                self.transport.close()
+                return
+        super().handle_websocket_upgrade()
 
     def on_message_complete(self) -> None:
         self._stop_body_timer()
