@@ -254,6 +254,7 @@ class ServerProcess:
         database: Database | None,
         log: Path,
         port: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ):
         self.kind = kind
         self.port = port or free_port()  # a port of its own; the same one for a restart
@@ -265,6 +266,7 @@ class ServerProcess:
             # Thousands of sockets from one address: the per-address limit would refuse them.
             NOTIFIER_HANDSHAKE_RATE="0",
         )
+        env.update(extra_env or {})  # a setting under test, named in the bench's output
         if kind.startswith("notifier"):
             assert database is not None
             env["NOTIFIER_DATABASE_URL"] = database.url

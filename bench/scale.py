@@ -107,6 +107,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--publish-connections", type=int, default=16)
     parser.add_argument("--bus", default=None, help="NOTIFIER_BUS (default: the server's own)")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--idle", type=float, default=IDLE_SECONDS, help="seconds of the idle CPU window"
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a NOTIFIER_ setting for the server (repeatable); the defaults otherwise",
+    )
     args = parser.parse_args(argv)
     if args.loadgens < 1 or args.workers < 1 or args.sockets < args.loadgens:
         parser.error("--workers and --loadgens: at least 1; --sockets: at least --loadgens")
@@ -607,7 +617,7 @@ class Scale:
         loadgen.log(f"{live:,} live in {wall:.1f} s; letting the server settle")
         await asyncio.sleep(2.0)
         idle = self.cpu()  # what holding the sockets costs: pings and pongs, timers
-        await asyncio.sleep(IDLE_SECONDS)
+        await asyncio.sleep(self.args.idle)
         idle_cpu = idle.stop()
         rss = self.rss()
         not_live: list[str] = merged(answers, "not_live")
@@ -632,6 +642,7 @@ class Scale:
             "open_sockets_metric": metrics.get("open_sockets"),
             "cpu": cpu,
             "idle_cpu": idle_cpu,
+            "idle_seconds": self.args.idle,
         }
 
     async def warm_up(self) -> dict[str, Any]:
@@ -782,6 +793,7 @@ class Scale:
             "rate": args.rate,
             "seconds": args.seconds,
             "workers": args.workers,
+            "server_env": list(args.server_env),
             "loadgens": args.loadgens,
             "source_addresses": [list(a) for a in source_addresses(args)],
             # The server's workers run under the hard limit, as this process does (main).
@@ -900,6 +912,7 @@ def report(result: dict[str, Any], log: Path) -> bool:
     machine = r["machine"]
     print(
         f"\nscale: {r['sockets']:,} sockets on serve --workers {r['workers']} "
+        f"{' '.join(r.get('server_env', [])) or 'with its defaults'} "
         f"({r['loadgens']} load generators; load average {machine['load_before']} before; "
         f"pytest running: {machine['pytest_running']}; server log: {log})"
     )
@@ -920,7 +933,7 @@ def report(result: dict[str, Any], log: Path) -> bool:
     )
     print(f"  workers        sockets each: {_workers(c['workers'])}")
     print(f"  cpu            {_cpu(c['cpu'])}")
-    print(f"  idle           {IDLE_SECONDS:g} s with every socket open: {_cpu(c['idle_cpu'])}")
+    print(f"  idle           {c['idle_seconds']:g} s with every socket open: {_cpu(c['idle_cpu'])}")
     w = r["warmup"]
     print(
         f"  warm-up        {w['published']:,} keyed publishes (HTTP p99 {w['http_ms']['p99']} "
@@ -999,7 +1012,8 @@ def main(argv: list[str] | None = None) -> None:
     database.create()
     log = Path(tempfile.mkdtemp(prefix="bench-scale-")) / "server.log"
     began = time.time()
-    server = ServerProcess("notifier", args, database, log)
+    extra = dict(item.split("=", 1) for item in args.server_env)
+    server = ServerProcess("notifier", args, database, log, extra_env=extra)
     seen: dict[int, str | None] = {}  # every server process, to be sure none outlives us
     try:
         server.wait_ready()
