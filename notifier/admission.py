@@ -22,7 +22,13 @@ from __future__ import annotations
 
 import resource
 
+import orjson
+
 from notifier import metrics
+
+BUSY = "server busy, retry later"
+"""The `detail` of every shed stream's `503` (WebSocket handshake, SSE request)."""
+BUSY_BODY = orjson.dumps({"detail": BUSY})
 
 DESCRIPTORS_KEPT = 200
 """Descriptors left for everything but streams: database and bus connections, the

@@ -41,10 +41,10 @@ import struct
 from asyncio import TimerHandle
 from typing import Any
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from notifier import metrics
+from notifier.admission import BUSY_BODY
 
 MAX_HEAD_BYTES = 32 * 1024
 """nginx's default (`large_client_header_buffers 4 8k`) admits up to 32 KiB in all."""
@@ -61,7 +61,6 @@ _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
     b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
 )
-_BUSY_BODY = orjson.dumps({"detail": "server busy, retry later"})
 
 
 def queued(transport: asyncio.BaseTransport) -> tuple[bool, float] | None:
@@ -172,8 +171,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 return
             if waited >= self.stale_handshake_seconds:
                 metrics.STREAMS_SHED.labels("ws", "stale").inc()
-                self.transport.write(_BUSY + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n")
-                self.transport.write(_BUSY_BODY)
+                self.transport.write(_BUSY + str(len(BUSY_BODY)).encode() + b"\r\n\r\n")
+                self.transport.write(BUSY_BODY)
                 self.transport.close()
                 return
         super().handle_websocket_upgrade()

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from notifier import metrics
+from notifier.admission import BUSY
 from notifier.api import handshake
 from notifier.auth import AuthError
 from notifier.connection import Connection
@@ -42,7 +43,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PATH = "/v1/sse"
-BUSY = "server busy, retry later"
 _READ = (b"origin", b"authorization", b"last-event-id")
 
 log = logging.getLogger("notifier.sse")

@@ -24,9 +24,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
-
 from notifier import metrics
+from notifier.admission import BUSY, BUSY_BODY
 from notifier.api import handshake
 from notifier.auth import AuthError
 from notifier.connection import (
@@ -56,8 +55,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PATH = "/v1/ws"
-BUSY = "server busy, retry later"
-_BUSY_BODY = orjson.dumps({"detail": BUSY})
 CLOSE_BAD_REQUEST = 4400
 # Client frames are pings, read marks and token renewals: a few a minute. A client that
 # floods gets error frames (bounded by its queue), never database work per frame.
@@ -209,12 +206,12 @@ async def _busy(scope: Scope, send: Send) -> None:
                 "status": 503,
                 "headers": [
                     (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_BUSY_BODY)).encode()),
+                    (b"content-length", str(len(BUSY_BODY)).encode()),
                     (b"retry-after", b"1"),
                 ],
             }
         )
-        await send({"type": "websocket.http.response.body", "body": _BUSY_BODY})
+        await send({"type": "websocket.http.response.body", "body": BUSY_BODY})
     except OSError:
         pass  # the client left first
 

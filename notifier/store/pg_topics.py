@@ -26,6 +26,7 @@ such mark.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -204,10 +205,11 @@ async def topic_frames_after(
         page,
     )
     found: list[tuple[str, int, str]] = []
-    read: dict[str, int] = {}
+    read: Counter[str] = Counter()
+    hit: set[str] = set()
     for user, seq, frame in rows:
-        read[user] = read.get(user, 0) + 1
+        read[user] += 1
         if frame is not None:
             found.append((user, seq, frame))
-    hit = {user for user, _, _ in found}
+            hit.add(user)
     return found, [user for user, count in read.items() if count >= page and user not in hit]

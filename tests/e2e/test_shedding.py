@@ -18,9 +18,10 @@ from tests.e2e.ws_support import expect_no_connection, own_server, ping_pong
 from tests.support import new_user, publish, recv_notifications, user_headers, ws_connect, ws_url
 
 
-def shed(metrics: str, transport: str) -> float:
+def shed(metrics: str, transport: str, reason: str = "streams") -> float:
+    """`notifier_streams_shed_total` for one transport and reason, from /metrics text."""
     match = re.search(
-        rf'^notifier_streams_shed_total\{{reason="streams",transport="{transport}"\}} (\S+)$',
+        rf'^notifier_streams_shed_total\{{reason="{reason}",transport="{transport}"\}} (\S+)$',
         metrics,
         re.M,
     )

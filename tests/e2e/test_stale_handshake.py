@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import re
 import signal
 
 import httpx
 
+from tests.e2e.test_shedding import shed
 from tests.e2e.ws_support import own_server, recv_frame
 from tests.support import make_token, new_user, timeout, ws_connect
 
@@ -24,15 +24,6 @@ def _upgrade(port: int, user: str) -> bytes:
         f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
-
-
-def _shed(metrics: str, reason: str) -> float:
-    found = re.search(
-        rf'^notifier_streams_shed_total\{{reason="{reason}",transport="ws"\}} (\S+)$',
-        metrics,
-        re.M,
-    )
-    return float(found.group(1)) if found else 0.0
 
 
 async def test_stale_and_abandoned_handshakes_are_refused_without_work(sqlite_url: str) -> None:
@@ -62,5 +53,5 @@ async def test_stale_and_abandoned_handshakes_are_refused_without_work(sqlite_ur
             assert (await recv_frame(ws))["type"] == "replayed"
         async with httpx.AsyncClient(base_url=server.url) as http:
             metrics = (await http.get("/metrics")).text
-        assert _shed(metrics, "stale") == 1
-        assert _shed(metrics, "gone") == 1
+        assert shed(metrics, "ws", "stale") == 1
+        assert shed(metrics, "ws", "gone") == 1
