@@ -1,4 +1,4 @@
-"""End-to-end fixtures: close the HTTP tests' shared keep-alive client after the session."""
+"""End-to-end fixtures: the HTTP tests' shared keep-alive client, two instances on one bus."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ def _close_shared_http_client() -> Iterator[None]:
     close_http()
 
 
-@pytest.fixture(params=["postgres", "redis"])
+@pytest.fixture(scope="module", params=["postgres", "redis"])
 def two_instances(
     request: pytest.FixtureRequest, pg_database: str
 ) -> Iterator[tuple[Server, Server]]:
-    """Two instances on one database, fanning out through the bus under test."""
+    """Two instances on one database, fanning out through the bus under test.
+
+    One pair per module and bus, not per test: starting two servers is most of a short
+    test's time. The tests that use it make their own users and never stop a server."""
     env = {"NOTIFIER_BUS": request.param}
     first = Server(pg_database, env_extra=env).start()
     second = Server(pg_database, env_extra=env).start()
