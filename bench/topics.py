@@ -9,8 +9,8 @@ over the instances, and one topic publish goes to the first instance. Measured:
 - `to_last_socket`: from the `201` until the last connected socket has its frame
   (every socket is checked to get exactly one, with its seq);
 - for the largest size, direct publishes sent during the topic publish at
-  `--direct-rate` a second, half to the topic's recipients and half to other users:
-  their latency to `201` (p50, p99, max) for each half. A recipient's counter is locked
+  `--direct-rate` a second (0: none), half to the topic's recipients and half to other
+  users: their latency to `201` (p50, p99, max) for each half. A recipient's counter is locked
   by the topic publish until it commits, so a direct publish to a recipient waits.
 
 Prints a table and one JSON line with every figure. Every loop is bounded in count and
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connected", type=int, default=10000)
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--bus", default="postgres", choices=["postgres", "redis"])
-    parser.add_argument("--direct-rate", type=float, default=200.0)
+    parser.add_argument("--direct-rate", type=float, default=200.0, help="0: no direct publishes")
     args = parser.parse_args(argv)
     # What bench.run's ServerProcess reads.
     args.workers = 1
@@ -268,7 +268,9 @@ async def run(args: argparse.Namespace, servers: list[ServerProcess]) -> list[di
     try:
         largest = max(args.sizes)
         for size in args.sizes:
-            results.append(await bench.one_size(size, with_direct=size == largest))
+            results.append(
+                await bench.one_size(size, with_direct=size == largest and args.direct_rate > 0)
+            )
             loadgen.log(f"size {size}: {results[-1]}")
     finally:
         for conn in bench.http:
