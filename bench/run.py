@@ -34,6 +34,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from bench import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SERVERS = ("notifier", "tutorial", "raw")
@@ -210,7 +212,7 @@ class Database:
         self.dsn = f"{base}/{self.name}"
         self.url = self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 
-    def create(self) -> dict[str, str]:
+    def create(self) -> dict[str, Any]:
         asyncio.run(_admin(f'CREATE DATABASE "{self.name}"'))
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
         env["NOTIFIER_DATABASE_URL"] = self.url
@@ -221,9 +223,13 @@ class Database:
             check=True,
             capture_output=True,
         )
-        facts = asyncio.run(_pg_facts(self.dsn))
+        facts: dict[str, Any] = asyncio.run(_pg_facts(self.dsn))
         if facts["synchronous_commit"] != "on" or facts["fsync"] != "on":
             raise SystemExit(f"PostgreSQL is not durable here: {facts}")
+        # Every benchmark makes its database first, before any server: the machine is
+        # still idle, and its speed goes with the run's figures.
+        facts["machine"] = machine.speed(self.dsn)
+        log(machine.describe(facts["machine"]))
         return facts
 
     def drop(self) -> None:
