@@ -31,6 +31,11 @@ timed out so). Before the upgrade, the kernel's TCP_INFO says whether the client
 closed (the handshake is dropped) and how long ago its request arrived: past
 `stale_handshake_seconds` it is answered `503` with `Retry-After`, which costs a write,
 and counted in `notifier_streams_shed_total` (reasons `gone` and `stale`).
+
+An SSE stream (`GET /v1/sse`) is an ordinary request with no upgrade to stop at, so for
+the paths in `stream_paths` the same reading travels with the request, in its scope's
+`extensions` (`QUEUED`), and the endpoint refuses it first thing, with the same `503`
+(`shed_reason`). Other requests pay nothing: the kernel is asked only for those paths.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import asyncio
 import socket
 import struct
 from asyncio import TimerHandle
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -63,6 +69,11 @@ _BUSY = (
 )
 
 
+QUEUED = "notifier.queued"
+"""The key, in a stream request's scope `extensions`, of its `queued()` reading
+(`{"gone": bool, "waited": seconds}`)."""
+
+
 def queued(transport: asyncio.BaseTransport) -> tuple[bool, float] | None:
     """(the client has closed its side, seconds since its last data arrived) of a TCP
     connection, from the kernel (`TCP_INFO`); None where that cannot be read."""
@@ -79,6 +90,27 @@ def queued(transport: asyncio.BaseTransport) -> tuple[bool, float] | None:
     return info[0] == _TCP_CLOSE_WAIT, struct.unpack_from("I", info, 52)[0] / 1000
 
 
+def verdict(found: tuple[bool, float] | None, stale_after: float) -> str | None:
+    """`gone` (the client has closed), `stale` (its request waited `stale_after` seconds
+    or more) or None (serve it) for a `queued()` reading."""
+    if found is None:
+        return None
+    gone, waited = found
+    if gone:
+        return "gone"
+    return "stale" if waited >= stale_after else None
+
+
+def shed_reason(scope: Mapping[str, Any]) -> str | None:
+    """Why a stream request must be refused before any work (`verdict` of the reading
+    the protocol left in its scope), or None."""
+    reading = (scope.get("extensions") or {}).get(QUEUED)
+    if reading is None:
+        return None
+    found = (bool(reading["gone"]), float(reading["waited"]))
+    return verdict(found, GuardedHttpToolsProtocol.stale_handshake_seconds)
+
+
 class HeadTooLarge(Exception):
     """Raised from a parser callback: httptools stops parsing, uvicorn answers."""
 
@@ -90,16 +122,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     head_timeout = 20.0
     body_timeout = 60.0
     stale_handshake_seconds = STALE_HANDSHAKE_SECONDS
+    stream_paths: frozenset[str] = frozenset()
+    """Paths of requests that open a stream without an upgrade (SSE): measured as they
+    arrive, for their endpoint to refuse when stale (`shed_reason`)."""
 
     @classmethod
     def configure(
-        cls, *, head_timeout: float, body_timeout: float, max_head_bytes: int = MAX_HEAD_BYTES
+        cls,
+        *,
+        head_timeout: float,
+        body_timeout: float,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+        stream_paths: Iterable[str] = (),
     ) -> None:
         """Set the limits for the connections this process serves (`serve` calls it in
         each worker process, from `process.worker_app`)."""
         cls.head_timeout = head_timeout
         cls.body_timeout = body_timeout
         cls.max_head_bytes = max_head_bytes
+        cls.stream_paths = frozenset(stream_paths)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -159,22 +200,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._body_timer is None and not self.parser.should_upgrade():
             self._body_timer = self.loop.call_later(self.body_timeout, self._body_expired)
+        # uvicorn set the path of this request's scope (not of an upgrade's), and its
+        # task, which holds the same scope, has not started yet.
+        if self.scope.get("path") in self.stream_paths:
+            found = queued(self.transport)
+            if found is not None:  # an ASGI extension's value is a dict
+                gone, waited = found
+                extensions = self.scope.setdefault("extensions", {})
+                extensions[QUEUED] = {"gone": gone, "waited": waited}
 
     def handle_websocket_upgrade(self) -> None:
         """The upgrade, unless its client is gone or waited past `stale_handshake_seconds`."""
-        found = queued(self.transport)
-        if found is not None:
-            gone, waited = found
-            if gone:
-                metrics.STREAMS_SHED.labels("ws", "gone").inc()
-                self.transport.close()
-                return
-            if waited >= self.stale_handshake_seconds:
-                metrics.STREAMS_SHED.labels("ws", "stale").inc()
+        reason = verdict(queued(self.transport), self.stale_handshake_seconds)
+        if reason is not None:
+            metrics.STREAMS_SHED.labels("ws", reason).inc()
+            if reason == "stale":
                 self.transport.write(_BUSY + str(len(BUSY_BODY)).encode() + b"\r\n\r\n")
                 self.transport.write(BUSY_BODY)
-                self.transport.close()
-                return
+            self.transport.close()
+            return
         super().handle_websocket_upgrade()
 
     def on_message_complete(self) -> None:

@@ -74,8 +74,8 @@ STREAMS_SHED = Counter(
     "notifier_streams_shed_total",
     "Streams refused at once because the process was busy opening others (reason "
     "opening, NOTIFIER_MAX_OPENING_STREAMS), held all it may (reason streams, "
-    "NOTIFIER_MAX_STREAMS), or the WebSocket handshake waited in the listen backlog "
-    "past 5 s (reason stale) or its client had already left (reason gone)",
+    "NOTIFIER_MAX_STREAMS), or the WebSocket handshake or SSE request waited in the "
+    "listen backlog past 5 s (reason stale) or its client had already left (reason gone)",
     ["transport", "reason"],
 )
 BUS_UP = Gauge(

@@ -29,6 +29,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from notifier import gcpolicy, logs
+from notifier.api import sse
 from notifier.app import create_app
 from notifier.config import Settings
 from notifier.httpguard import GuardedHttpToolsProtocol
@@ -51,7 +52,9 @@ def worker_app(settings: Settings, *, access_log: bool = True) -> FastAPI:
     (`factory=True`) in the process that will serve it."""
     logs.configure(settings.log_level, access_log=access_log)
     GuardedHttpToolsProtocol.configure(
-        head_timeout=settings.head_timeout_seconds, body_timeout=settings.body_timeout_seconds
+        head_timeout=settings.head_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        stream_paths=(sse.PATH,),
     )
 
     @contextlib.asynccontextmanager

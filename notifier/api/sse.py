@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from notifier import metrics
+from notifier import httpguard, metrics
 from notifier.admission import BUSY
 from notifier.api import handshake
 from notifier.auth import AuthError
@@ -50,6 +50,13 @@ log = logging.getLogger("notifier.sse")
 
 async def serve(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
     """One request to /v1/sse, from its head to the client's disconnect."""
+    # A request that waited past the limit in the listen backlog, or whose client has
+    # left, is refused before any work, as a WebSocket upgrade is (`notifier.httpguard`).
+    stale = httpguard.shed_reason(scope)
+    if stale is not None:
+        metrics.STREAMS_SHED.labels("sse", stale).inc()
+        await _refuse(send, 503, BUSY, [], retry=True)
+        return
     # Shed before anything costly while the process is busy opening others or full
     # (`notifier.admission`): the client retries after `Retry-After`.
     opening = service.admission.admit("sse")
