@@ -141,6 +141,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--bus", default=None, help="NOTIFIER_BUS for notifier (default: its own, postgres)"
     )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a NOTIFIER_ setting for notifier (repeatable); its defaults otherwise",
+    )
     parser.add_argument("--publish-connections", type=int, default=64)
     parser.add_argument("--connect-concurrency", type=int, default=200)
     parser.add_argument("--source-addresses", type=int, default=16)
@@ -430,7 +437,10 @@ def run_server(
         names = "+".join(s["name"] for s in phase)
         log(f"{kind}: phase {number} ({names}) on a fresh server")
         log_path = logs / f"{kind}-{number}-{names}.log"
-        server = ServerProcess(kind, args, database, log_path)
+        extra = dict(item.split("=", 1) for item in args.server_env)
+        server = ServerProcess(
+            kind, args, database, log_path, extra_env=extra if kind.startswith("notifier") else None
+        )
         try:
             server.wait_ready()
             log(f"{kind}: server pid {server.process.pid} on port {server.port}")
@@ -662,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         "other_load": {"pytest_running": busy},
         "git": _git(),
         "notifier_bus": args.bus or "default (postgres with PostgreSQL)",
+        "notifier_server_env": list(args.server_env),
         "notifier_access_log": "the default: failed and slow requests (NOTIFIER_ACCESS_LOG=errors)",
     }
     if busy:
