@@ -269,7 +269,11 @@ async def test_publishes_to_free_users_go_through_while_a_stream_is_held(
             answers = await asyncio.gather(*(post(others[n % 30]) for n in range(120)))
             elapsed = time.monotonic() - started
             assert [r.status_code for r in answers] == [201] * 120
-            assert elapsed < timeout(1.5), elapsed
+            # Publishes that waited for the held stream would wait until the commit below,
+            # which comes only after them: past the 5 s lock timeout, as 503s. Well under
+            # it is "promptly"; a tighter bound only measures how busy the machine is
+            # (1.53 s once in CI, with the rest of the suite running beside it).
+            assert elapsed < timeout(3.5), elapsed
             assert not any(task.done() for task in waiting)
             committed = time.monotonic()
             await backend.execute("COMMIT")
