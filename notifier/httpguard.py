@@ -33,8 +33,8 @@ closed (the handshake is dropped) and how long ago its request arrived: past
 and counted in `notifier_streams_shed_total` (reasons `gone` and `stale`).
 
 An SSE stream (`GET /v1/sse`) is an ordinary request with no upgrade to stop at, so for
-the paths in `stream_paths` the same reading travels with the request, in its scope's
-`extensions` (`QUEUED`), and the endpoint refuses it first thing, with the same `503`
+the paths in `stream_paths` the same verdict travels with the request, in its scope's
+`extensions` (`SHED`), and the endpoint refuses it first thing, with the same `503`
 (`shed_reason`). Other requests pay nothing: the kernel is asked only for those paths.
 """
 
@@ -63,15 +63,15 @@ client still waits for."""
 
 _TCP_CLOSE_WAIT = 8
 _TCP_INFO = getattr(socket, "TCP_INFO", None)  # Linux
-_BUSY = (
+_BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-    b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
+    b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+    % (len(BUSY_BODY), BUSY_BODY)
 )
 
-
-QUEUED = "notifier.queued"
-"""The key, in a stream request's scope `extensions`, of its `queued()` reading
-(`{"gone": bool, "waited": seconds}`)."""
+SHED = "notifier.shed"
+"""The key, in a stream request's scope `extensions`, of why it is to be refused
+(`{"reason": "stale" | "gone"}`); absent when it is to be served."""
 
 
 def queued(transport: asyncio.BaseTransport) -> tuple[bool, float] | None:
@@ -102,13 +102,10 @@ def verdict(found: tuple[bool, float] | None, stale_after: float) -> str | None:
 
 
 def shed_reason(scope: Mapping[str, Any]) -> str | None:
-    """Why a stream request must be refused before any work (`verdict` of the reading
-    the protocol left in its scope), or None."""
-    reading = (scope.get("extensions") or {}).get(QUEUED)
-    if reading is None:
-        return None
-    found = (bool(reading["gone"]), float(reading["waited"]))
-    return verdict(found, GuardedHttpToolsProtocol.stale_handshake_seconds)
+    """Why a stream request must be refused before any work (the `verdict` the protocol
+    left in its scope), or None."""
+    shed: dict[str, str] | None = (scope.get("extensions") or {}).get(SHED)
+    return None if shed is None else shed["reason"]
 
 
 class HeadTooLarge(Exception):
@@ -203,11 +200,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn set the path of this request's scope (not of an upgrade's), and its
         # task, which holds the same scope, has not started yet.
         if self.scope.get("path") in self.stream_paths:
-            found = queued(self.transport)
-            if found is not None:  # an ASGI extension's value is a dict
-                gone, waited = found
-                extensions = self.scope.setdefault("extensions", {})
-                extensions[QUEUED] = {"gone": gone, "waited": waited}
+            reason = verdict(queued(self.transport), self.stale_handshake_seconds)
+            if reason is not None:  # an ASGI extension's value is a dict
+                self.scope.setdefault("extensions", {})[SHED] = {"reason": reason}
 
     def handle_websocket_upgrade(self) -> None:
         """The upgrade, unless its client is gone or waited past `stale_handshake_seconds`."""
@@ -215,8 +210,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if reason is not None:
             metrics.STREAMS_SHED.labels("ws", reason).inc()
             if reason == "stale":
-                self.transport.write(_BUSY + str(len(BUSY_BODY)).encode() + b"\r\n\r\n")
-                self.transport.write(BUSY_BODY)
+                self.transport.write(_BUSY_RESPONSE)
             self.transport.close()
             return
         super().handle_websocket_upgrade()

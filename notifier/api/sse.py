@@ -52,9 +52,9 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
     """One request to /v1/sse, from its head to the client's disconnect."""
     # A request that waited past the limit in the listen backlog, or whose client has
     # left, is refused before any work, as a WebSocket upgrade is (`notifier.httpguard`).
-    stale = httpguard.shed_reason(scope)
-    if stale is not None:
-        metrics.STREAMS_SHED.labels("sse", stale).inc()
+    reason = httpguard.shed_reason(scope)
+    if reason is not None:
+        metrics.STREAMS_SHED.labels("sse", reason).inc()
         await _refuse(send, 503, BUSY, [], retry=True)
         return
     # Shed before anything costly while the process is busy opening others or full
