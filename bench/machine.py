@@ -101,12 +101,8 @@ def describe(figures: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    import os
+    # `python -m bench.machine`: the same three numbers on their own, the commit timed in
+    # the benchmarks' admin database (BENCH_PG_ADMIN).
+    from bench.run import PG_ADMIN_DSN
 
-    # `python -m bench.machine`: the same three numbers on their own (the commit timed in
-    # the database named by BENCH_PG_ADMIN, as the benchmarks' own admin connection).
-    print(
-        describe(
-            speed(os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"))
-        )
-    )
+    print(describe(speed(PG_ADMIN_DSN)))

@@ -89,6 +89,31 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+def _setting(text: str) -> str:
+    name, sep, _value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return text
+
+
+def add_server_env(parser: argparse.ArgumentParser) -> None:
+    """`--server-env NAME=VALUE` (repeatable): a notifier setting under test; the
+    benchmarks run the server with its defaults otherwise."""
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="NAME=VALUE",
+        help="a NOTIFIER_ setting for notifier (repeatable); its defaults otherwise",
+    )
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """The `--server-env` settings as environment variables."""
+    return dict(item.split("=", 1) for item in args.server_env)
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -141,13 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--bus", default=None, help="NOTIFIER_BUS for notifier (default: its own, postgres)"
     )
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a NOTIFIER_ setting for notifier (repeatable); its defaults otherwise",
-    )
+    add_server_env(parser)
     parser.add_argument("--publish-connections", type=int, default=64)
     parser.add_argument("--connect-concurrency", type=int, default=200)
     parser.add_argument("--source-addresses", type=int, default=16)
@@ -433,14 +452,12 @@ def run_server(
     logs: Path,
 ) -> dict[str, Any]:
     outcome: dict[str, Any] = {"phases": [], "errors": []}
+    extra = server_env(args) if kind.startswith("notifier") else None
     for number, phase in enumerate(phases_for(kind, args, socket_cap)):
         names = "+".join(s["name"] for s in phase)
         log(f"{kind}: phase {number} ({names}) on a fresh server")
         log_path = logs / f"{kind}-{number}-{names}.log"
-        extra = dict(item.split("=", 1) for item in args.server_env)
-        server = ServerProcess(
-            kind, args, database, log_path, extra_env=extra if kind.startswith("notifier") else None
-        )
+        server = ServerProcess(kind, args, database, log_path, extra_env=extra)
         try:
             server.wait_ready()
             log(f"{kind}: server pid {server.process.pid} on port {server.port}")

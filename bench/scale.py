@@ -65,7 +65,15 @@ import asyncpg
 import orjson
 
 from bench import loadgen, storm
-from bench.run import API_KEY, JWT_SECRET, Database, ServerProcess, pytest_running
+from bench.run import (
+    API_KEY,
+    JWT_SECRET,
+    Database,
+    ServerProcess,
+    add_server_env,
+    pytest_running,
+    server_env,
+)
 from bench.scale_clients import Share, receive
 from notifier.admission import streams_for_descriptors
 
@@ -110,13 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--idle", type=float, default=IDLE_SECONDS, help="seconds of the idle CPU window"
     )
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a NOTIFIER_ setting for the server (repeatable); the defaults otherwise",
-    )
+    add_server_env(parser)
     args = parser.parse_args(argv)
     if args.loadgens < 1 or args.workers < 1 or args.sockets < args.loadgens:
         parser.error("--workers and --loadgens: at least 1; --sockets: at least --loadgens")
@@ -1012,8 +1014,7 @@ def main(argv: list[str] | None = None) -> None:
     database.create()
     log = Path(tempfile.mkdtemp(prefix="bench-scale-")) / "server.log"
     began = time.time()
-    extra = dict(item.split("=", 1) for item in args.server_env)
-    server = ServerProcess("notifier", args, database, log, extra_env=extra)
+    server = ServerProcess("notifier", args, database, log, extra_env=server_env(args))
     seen: dict[int, str | None] = {}  # every server process, to be sure none outlives us
     try:
         server.wait_ready()
