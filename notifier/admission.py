@@ -21,6 +21,7 @@ clients retry and land on another.
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 
 import orjson
 
@@ -65,6 +66,10 @@ class Opening:
         gate, self._gate = self._gate, None
         if gate is not None:
             gate.open -= 1
+            if gate.full and gate.open <= gate.room_at:
+                gate.full = False
+                if gate.on_full is not None:
+                    gate.on_full(False)
 
 
 class Admission:
@@ -75,6 +80,12 @@ class Admission:
         self.opening = 0
         self.open = 0
         """Streams admitted and not yet ended (`Opening.end`)."""
+        self.full = False
+        """Set when `open` reaches `max_streams`, cleared when it is back at `room_at`:
+        a margin, so that one stream ending and the next opening do not flap it."""
+        self.room_at = max_streams - max(1, max_streams // 100)
+        self.on_full: Callable[[bool], None] | None = None
+        """Told when `full` changes (`notifier.listening`, with `serve --workers N`)."""
 
     def admit(self, transport: str) -> Opening | None:
         """A place for a new stream, or None (and a count of the refusal) when the
@@ -87,4 +98,8 @@ class Admission:
             return None
         self.opening += 1
         self.open += 1
+        if self.open >= self.max_streams and not self.full:
+            self.full = True
+            if self.on_full is not None:
+                self.on_full(True)
         return Opening(self)

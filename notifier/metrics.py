@@ -78,6 +78,12 @@ STREAMS_SHED = Counter(
     "listen backlog past 5 s (reason stale) or its client had already left (reason gone)",
     ["transport", "reason"],
 )
+LISTENING_CLOSED = Gauge(
+    "notifier_listening_closed",
+    "Workers of serve --workers N not accepting connections because they hold all the "
+    "streams they may (NOTIFIER_MAX_STREAMS); their siblings accept in their place",
+    multiprocess_mode="livesum",
+)
 BUS_UP = Gauge(
     "notifier_bus_up", "1 while the cross-instance bus is connected", multiprocess_mode="livemin"
 )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import os
 import signal
 import tempfile
@@ -26,9 +25,8 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import Multiprocess
 
-from notifier import gcpolicy, logs
+from notifier import gcpolicy, logs, supervisor
 from notifier.api import sse
 from notifier.app import create_app
 from notifier.config import Settings
@@ -64,6 +62,9 @@ def worker_app(settings: Settings, *, access_log: bool = True) -> FastAPI:
                 yield
 
     app = create_app(settings, on_startup=served)
+    # With siblings, a full worker stops accepting (`notifier.listening`); alone, the
+    # listening servers are never attached and this does nothing.
+    app.state.service.admission.on_full = supervisor.LISTENING.want_closed
     return app
 
 
@@ -138,26 +139,21 @@ def run(settings: Settings, *, workers: int, **options: Any) -> int:
     """Serve until stopped, as `uvicorn.run` does; the exit status.
 
     `options` are `uvicorn.Config`'s. One process serves in this one; more are spawned
-    by uvicorn's supervisor, which restarts a worker that dies and stops them all on
-    SIGINT or SIGTERM.
+    by the supervisor (`notifier.supervisor`, uvicorn's), which restarts a worker that
+    dies and stops them all on SIGINT or SIGTERM.
     """
     config = server_config(settings, workers=workers, **options)
-    server = uvicorn.Server(config)
     host = options.get("host", "127.0.0.1")
     if workers == 1:
+        server = uvicorn.Server(config)
         with metrics_listener(settings, host, None):
             server.run()  # Ctrl-C ends in KeyboardInterrupt: `main` exits with 130
         return 0 if server.started else STARTUP_FAILURE
     # prometheus_client reads this at import, in each worker: their metrics meet there.
     with tempfile.TemporaryDirectory(prefix="notifier-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-        sockets = [config.bind_socket()]
-        # Older uvicorn releases take the function each worker runs; newer ones build it.
-        if "target" in inspect.signature(Multiprocess).parameters:
-            supervisor = Multiprocess(config, target=server.run, sockets=sockets)  # type: ignore[call-arg]
-        else:
-            supervisor = Multiprocess(config, sockets=sockets)
+        workers_supervisor = supervisor.Supervisor(config, sockets=[config.bind_socket()])
         with contextlib.suppress(KeyboardInterrupt), metrics_listener(settings, host, folder):
-            supervisor.run()  # the supervisor handles SIGINT
-    failed = any(getattr(p, "exitcode", None) == STARTUP_FAILURE for p in supervisor.processes)
+            workers_supervisor.run()  # the supervisor handles SIGINT
+    failed = any(p.exitcode == STARTUP_FAILURE for p in workers_supervisor.processes)
     return STARTUP_FAILURE if failed else 0

@@ -7,12 +7,15 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 
 from tests.support import (
     Server,
@@ -192,5 +195,110 @@ async def test_dev_mode_workers_share_credentials_without_the_environment(
             assert dev["api_key"].encode() not in environ
             assert b"PROMETHEUS_MULTIPROC_DIR=" in environ
         assert server.logs().count("gc policy applied") == 2
+    finally:
+        server.stop()
+
+
+def _wait_started(server: Server, workers: int) -> None:
+    deadline = time.monotonic() + timeout(30)
+    while server.logs().count("Application startup complete") < workers:
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.05)
+
+
+def _listening_closed(server: Server) -> float:
+    """`notifier_listening_closed`, summed over the workers."""
+    for line in httpx.get(server.url + "/metrics", timeout=timeout(10)).text.splitlines():
+        if line.startswith("notifier_listening_closed "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no notifier_listening_closed in /metrics")
+
+
+async def test_a_full_worker_leaves_new_connections_to_its_sibling(pg_database: str) -> None:
+    """Two workers of 4 streams each. Once one holds its 4, it stops accepting: a burst
+    of new connections all go to its sibling (before, the full worker kept taking its
+    share and refusing streams with 503 while the sibling had room), and
+    `notifier_listening_closed` says so. With both full, one stays accepting: a
+    socket more is refused with 503 and /healthz is served. Once a socket of the closed
+    worker ends, it accepts again and a new socket is served there."""
+    server = Server(
+        pg_database, args=["--workers", "2"], env_extra={"NOTIFIER_MAX_STREAMS": "4"}
+    ).start()
+    assert server.process is not None
+    try:
+        _wait_started(server, 2)
+        workers = _workers(server.process.pid)
+        assert len(workers) == 2, workers
+        async with contextlib.AsyncExitStack() as stack:
+            held: dict[int, list[ClientConnection]] = {pid: [] for pid in workers}
+            while max(len(s) for s in held.values()) < 4:
+                ws = await stack.enter_async_context(ws_connect(server, new_user()))
+                held[worker_of(server, workers, ws.local_address[1])].append(ws)
+            full = next(pid for pid in workers if len(held[pid]) == 4)
+            (other,) = set(workers) - {full}
+            assert _listening_closed(server) == 1
+
+            conns = [
+                http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout(10))
+                for _ in range(16)
+            ]
+            for conn in conns:
+                conn.connect()
+            taken = {worker_of(server, workers, conn.sock.getsockname()[1]) for conn in conns}
+            for conn in conns:
+                conn.close()
+            assert taken == {other}
+
+            while len(held[other]) < 4:
+                ws = await stack.enter_async_context(ws_connect(server, new_user()))
+                held[worker_of(server, workers, ws.local_address[1])].append(ws)
+            assert len(held[full]) == 4
+            with pytest.raises(InvalidStatus) as refused:
+                await stack.enter_async_context(ws_connect(server, new_user()))
+            assert refused.value.response.status_code == 503
+            assert httpx.get(server.url + "/healthz", timeout=timeout(10)).status_code == 200
+
+            await held[full][0].close()
+            deadline = time.monotonic() + timeout(10)
+            while True:
+                try:
+                    ws = await stack.enter_async_context(ws_connect(server, new_user()))
+                    break
+                except InvalidStatus:  # the other, full, may still be the one accepting
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+            assert worker_of(server, workers, ws.local_address[1]) == full
+    finally:
+        server.stop()
+
+
+async def test_a_worker_killed_while_being_asked_is_replaced_at_once(pg_database: str) -> None:
+    """A worker that dies while the supervisor waits for its health answer is replaced
+    at once, not after the 30 s the supervisor gives a slow answer (before, it waited
+    them out: a worker killed with 100,000 sockets open was replaced 30.4 s later).
+    The worker is stopped first, so the supervisor is surely waiting on it when the
+    SIGKILL lands; the service then serves as before."""
+    server = Server(pg_database, args=["--workers", "2"]).start()
+    assert server.process is not None
+    try:
+        _wait_started(server, 2)
+        workers = _workers(server.process.pid)
+        assert len(workers) == 2, workers
+        victim = workers[0]
+        os.kill(victim, signal.SIGSTOP)
+        time.sleep(1.5)  # the supervisor asks every 0.5 s: now it waits on the victim
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        deadline = killed_at + 20
+        while not set(_workers(server.process.pid)) - set(workers):
+            assert time.monotonic() < deadline, "no replacement within 20 s"
+            time.sleep(0.05)
+        assert time.monotonic() - killed_at < 5
+        _wait_started(server, 3)
+        user = new_user()
+        async with ws_connect(server, user) as ws:
+            with httpx.Client() as client:
+                created = publish(client, server, user).json()
+            assert await recv_notifications(ws, 1) == [created]
     finally:
         server.stop()
