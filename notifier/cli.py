@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     from notifier import logs, process
     from notifier.httpguard import GuardedHttpToolsProtocol
     from notifier.startup import check_credentials, check_workers, preflight, resolve_credentials
+    from notifier.wsprotocol import LeanWSProtocol
 
     settings = load_settings()
     if args.access_log or args.no_access_log:
@@ -44,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         http=GuardedHttpToolsProtocol,
-        ws="wsproto",
+        ws=LeanWSProtocol,
         ws_max_size=settings.ws_max_message_bytes,
         ws_per_message_deflate=False,
         ws_ping_interval=settings.ws_ping_seconds,
