@@ -109,6 +109,9 @@ class Listening:
                 await task
         if self._acceptors is not None:
             self._acceptors.mark(self._slot, NOT_ACCEPTING)
+        for sock in self._spares:
+            sock.close()
+        self._spares = []
         self._servers = self._acceptors = None
 
     def want_closed(self, closed: bool) -> None:
