@@ -302,3 +302,41 @@ async def test_a_worker_killed_while_being_asked_is_replaced_at_once(pg_database
             assert await recv_notifications(ws, 1) == [created]
     finally:
         server.stop()
+
+
+async def test_sighup_replaces_every_worker_and_a_full_one_still_steps_aside(
+    pg_database: str,
+) -> None:
+    """SIGHUP to `serve --workers 2` replaces both workers, each new one serving before
+    its old one stops; the new workers hold their own places among those accepting, so
+    a full one still stops accepting (the gauge reads 1) and its sibling takes the
+    next connections."""
+    server = Server(
+        pg_database, args=["--workers", "2"], env_extra={"NOTIFIER_MAX_STREAMS": "4"}
+    ).start()
+    assert server.process is not None
+    try:
+        _wait_started(server, 2)
+        old = set(_workers(server.process.pid))
+        assert len(old) == 2
+        os.kill(server.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout(60)
+        while True:
+            now = set(_workers(server.process.pid))
+            if len(now) == 2 and not now & old:
+                break
+            assert time.monotonic() < deadline, (old, now)
+            time.sleep(0.1)
+        _wait_started(server, 4)
+        workers = sorted(now)
+        async with contextlib.AsyncExitStack() as stack:
+            held: dict[int, int] = dict.fromkeys(workers, 0)
+            while max(held.values()) < 4:
+                ws = await stack.enter_async_context(ws_connect(server, new_user()))
+                held[worker_of(server, workers, ws.local_address[1])] += 1
+            assert _listening_closed(server) == 1
+            (other,) = [pid for pid in workers if held[pid] < 4]
+            ws = await stack.enter_async_context(ws_connect(server, new_user()))
+            assert worker_of(server, workers, ws.local_address[1]) == other
+    finally:
+        server.stop()
