@@ -9,12 +9,13 @@ import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import pytest
 
 from notifier.admission import Admission
 from notifier.connection import Connection
 from notifier.core.lifecycle import InvalidTransition, State
-from notifier.store import Store
+from notifier.store import NewNotification, Store
 from tests.support import new_user
 
 
@@ -210,4 +211,86 @@ async def test_a_resume_gives_back_its_opening_place_once_its_first_page_is_read
             await asyncio.sleep(0.001)
     assert gate.admit("ws") is not None
     writable.set()
+    connection.discard()
+
+
+class CountingReads:
+    """The real store's reads, counting the pages asked for; `on_head` runs just before
+    a head read returns (an announcement arriving then)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.pages = 0
+        self.on_head: Any = None
+
+    async def head(self, user_id: str) -> int:
+        head = await self.store.head(user_id)
+        if self.on_head is not None:
+            await self.on_head()
+        return head
+
+    async def frames_after(self, user_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        self.pages += 1
+        return await self.store.frames_after(user_id, after, limit)
+
+
+def resuming(reads: Any, user: str, after: int, sent: list[Any]) -> Connection:
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    return Connection(
+        user_id=user,
+        reads=reads,
+        send=send,
+        replay_after=after,
+        page_size=100,
+        max_buffer_bytes=1 << 20,
+    )
+
+
+async def until_replayed(sent: list[Any]) -> list[dict[str, Any]]:
+    async with asyncio.timeout(2):
+        while not any('"replayed"' in text for text in texts(sent)):
+            await asyncio.sleep(0.001)
+    return [orjson.loads(text) for text in texts(sent)]
+
+
+async def test_a_resume_with_nothing_past_its_position_reads_no_page(store: Store) -> None:
+    """A resume at the user's head (the common reconnect) is done after its head read,
+    complete; one behind it reads its page and gets what it missed."""
+    user = new_user()
+    await store.publish(
+        "p", [NewNotification(user, "t", '{"n":1}', ""), NewNotification(user, "t", '{"n":2}', "")]
+    )
+    for after, pages, seqs in ((2, 0, []), (5, 0, []), (1, 1, [2])):
+        reads, sent = CountingReads(store), []
+        connection = resuming(reads, user, after, sent)
+        connection.start()
+        frames = await until_replayed(sent)
+        assert reads.pages == pages, after
+        assert [f["notification"]["seq"] for f in frames if f["type"] == "notification"] == seqs
+        assert frames[-1] == {"type": "replayed", "last_seq": max([after, *seqs]), "complete": True}
+        connection.discard()
+
+
+async def test_an_announcement_during_the_head_read_still_gets_its_page(store: Store) -> None:
+    """A notification committed after the head read and announced before the replay's
+    decision is read from the database and sent once, before `replayed`."""
+    user = new_user()
+    await store.publish("p", [NewNotification(user, "t", '{"n":1}', "")])
+    reads, sent = CountingReads(store), []
+    connection = resuming(reads, user, 1, sent)
+
+    async def announce_a_new_one() -> None:
+        reads.on_head = None
+        await store.publish("p", [NewNotification(user, "t", '{"n":2}', "")])
+        ((seq, frame),) = await store.frames_after(user, 1, 10)
+        connection.offer(seq, frame, None)
+
+    reads.on_head = announce_a_new_one
+    connection.start()
+    frames = await until_replayed(sent)
+    assert reads.pages == 1
+    assert [f["notification"]["seq"] for f in frames if f["type"] == "notification"] == [2]
+    assert frames[-1] == {"type": "replayed", "last_seq": 2, "complete": True}
     connection.discard()
