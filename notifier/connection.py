@@ -344,19 +344,17 @@ class Connection:
                 return
 
     async def _fetch_page(self) -> None:
-        rows: list[tuple[int, str]] | None = None
+        nothing_to_read = False
         if self._life.state is State.REPLAYING and self._head_at_start is None:
             # Read before the first page: a publish committing during the replay must not
             # look like a deleted notification (see replay_complete).
             self._head_at_start = await self._reads.head(self.user_id)
+            # Nothing past the client's position when the head was read, and nothing
+            # announced since (the socket was subscribed before): no page to read. In a
+            # reconnect storm that is most resumes, and half their queries.
             position = self._sequencer.queued
-            if self._head_at_start <= position and self._sequencer.wanted <= position:
-                # Nothing past the client's position when the head was read, and nothing
-                # announced since (the socket was subscribed before): no page to read.
-                # In a reconnect storm that is most resumes, and half their queries.
-                rows = []
-        if rows is None:
-            rows = await self._next_page()
+            nothing_to_read = max(self._head_at_start, self._sequencer.wanted) <= position
+        rows = [] if nothing_to_read else await self._next_page()
         if self._opening is not None:
             self._opening.done()
             self._opening = None

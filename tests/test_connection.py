@@ -19,12 +19,12 @@ from notifier.store import NewNotification, Store
 from tests.support import new_user
 
 
-def handshaking(store: Store, send: Any) -> Connection:
+def handshaking(reads: Any, send: Any, *, user: str = "u", after: int | None = None) -> Connection:
     return Connection(
-        user_id="u",
-        reads=store,
+        user_id=user,
+        reads=reads,
         send=send,
-        replay_after=None,
+        replay_after=after,
         page_size=100,
         max_buffer_bytes=1 << 20,
     )
@@ -238,14 +238,7 @@ def resuming(reads: Any, user: str, after: int, sent: list[Any]) -> Connection:
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    return Connection(
-        user_id=user,
-        reads=reads,
-        send=send,
-        replay_after=after,
-        page_size=100,
-        max_buffer_bytes=1 << 20,
-    )
+    return handshaking(reads, send, user=user, after=after)
 
 
 async def until_replayed(sent: list[Any]) -> list[dict[str, Any]]:

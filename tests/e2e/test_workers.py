@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,29 @@ def _wait_started(server: Server, workers: int) -> None:
         time.sleep(0.05)
 
 
+def _two_workers_of_four_streams(pg_database: str) -> Server:
+    server = Server(
+        pg_database, args=["--workers", "2"], env_extra={"NOTIFIER_MAX_STREAMS": "4"}
+    ).start()
+    assert server.process is not None
+    return server
+
+
+async def _open_until(
+    stack: contextlib.AsyncExitStack,
+    server: Server,
+    held: dict[int, list[ClientConnection]],
+    done: Callable[[], bool],
+) -> ClientConnection:
+    """Sockets of new users, one by one, each noted under the worker that took it (the
+    keys of `held`), until `done()`; the last one opened."""
+    while True:
+        ws = await stack.enter_async_context(ws_connect(server, new_user()))
+        held[worker_of(server, list(held), ws.local_address[1])].append(ws)
+        if done():
+            return ws
+
+
 def _listening_closed(server: Server) -> float:
     """`notifier_listening_closed`, summed over the workers."""
     for line in httpx.get(server.url + "/metrics", timeout=timeout(10)).text.splitlines():
@@ -221,9 +245,7 @@ async def test_a_full_worker_leaves_new_connections_to_its_sibling(pg_database: 
     `notifier_listening_closed` says so. With both full, one stays accepting: a
     socket more is refused with 503 and /healthz is served. Once a socket of the closed
     worker ends, it accepts again and a new socket is served there."""
-    server = Server(
-        pg_database, args=["--workers", "2"], env_extra={"NOTIFIER_MAX_STREAMS": "4"}
-    ).start()
+    server = _two_workers_of_four_streams(pg_database)
     assert server.process is not None
     try:
         _wait_started(server, 2)
@@ -231,9 +253,7 @@ async def test_a_full_worker_leaves_new_connections_to_its_sibling(pg_database: 
         assert len(workers) == 2, workers
         async with contextlib.AsyncExitStack() as stack:
             held: dict[int, list[ClientConnection]] = {pid: [] for pid in workers}
-            while max(len(s) for s in held.values()) < 4:
-                ws = await stack.enter_async_context(ws_connect(server, new_user()))
-                held[worker_of(server, workers, ws.local_address[1])].append(ws)
+            await _open_until(stack, server, held, lambda: max(map(len, held.values())) == 4)
             full = next(pid for pid in workers if len(held[pid]) == 4)
             (other,) = set(workers) - {full}
             assert _listening_closed(server) == 1
@@ -249,9 +269,7 @@ async def test_a_full_worker_leaves_new_connections_to_its_sibling(pg_database: 
                 conn.close()
             assert taken == {other}
 
-            while len(held[other]) < 4:
-                ws = await stack.enter_async_context(ws_connect(server, new_user()))
-                held[worker_of(server, workers, ws.local_address[1])].append(ws)
+            await _open_until(stack, server, held, lambda: len(held[other]) == 4)
             assert len(held[full]) == 4
             with pytest.raises(InvalidStatus) as refused:
                 await stack.enter_async_context(ws_connect(server, new_user()))
@@ -311,9 +329,7 @@ async def test_sighup_replaces_every_worker_and_a_full_one_still_steps_aside(
     its old one stops; the new workers hold their own places among those accepting, so
     a full one still stops accepting (the gauge reads 1) and its sibling takes the
     next connections."""
-    server = Server(
-        pg_database, args=["--workers", "2"], env_extra={"NOTIFIER_MAX_STREAMS": "4"}
-    ).start()
+    server = _two_workers_of_four_streams(pg_database)
     assert server.process is not None
     try:
         _wait_started(server, 2)
@@ -330,12 +346,10 @@ async def test_sighup_replaces_every_worker_and_a_full_one_still_steps_aside(
         _wait_started(server, 4)
         workers = sorted(now)
         async with contextlib.AsyncExitStack() as stack:
-            held: dict[int, int] = dict.fromkeys(workers, 0)
-            while max(held.values()) < 4:
-                ws = await stack.enter_async_context(ws_connect(server, new_user()))
-                held[worker_of(server, workers, ws.local_address[1])] += 1
+            held: dict[int, list[ClientConnection]] = {pid: [] for pid in workers}
+            await _open_until(stack, server, held, lambda: max(map(len, held.values())) == 4)
             assert _listening_closed(server) == 1
-            (other,) = [pid for pid in workers if held[pid] < 4]
+            (other,) = [pid for pid in workers if len(held[pid]) < 4]
             ws = await stack.enter_async_context(ws_connect(server, new_user()))
             assert worker_of(server, workers, ws.local_address[1]) == other
     finally:
