@@ -1,17 +1,28 @@
 """`LeanWSProtocol`: once a socket is accepted, the handshake's leftovers are dropped
 (wsproto's handshake state, the request headers in the scope) and the socket works on:
-messages both ways, pings answered, a clean close."""
+messages both ways, pings answered, a clean close. Its pings come from one timer per
+event loop: every socket is pinged once an interval, one that answers stays, one that
+does not is closed with 1011 an interval later, and the timer stops with the last
+socket."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import itertools
+import os
+import struct
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
 from websockets.asyncio.client import connect
 
+from notifier import wsprotocol
 from notifier.wsprotocol import LeanWSProtocol
-from tests.support import free_port
+from tests.support import free_port, timeout
 
 seen: dict[str, Any] = {}
 
@@ -58,3 +69,106 @@ async def test_an_accepted_socket_keeps_no_handshake_and_works_on() -> None:
     finally:
         server.should_exit = True
         await serving
+
+
+@contextlib.asynccontextmanager
+async def serving(ping: float | None, ping_timeout: float | None) -> AsyncIterator[int]:
+    port = free_port()
+    config = uvicorn.Config(
+        echo,
+        port=port,
+        ws=LeanWSProtocol,
+        log_config=None,
+        lifespan="off",
+        ws_ping_interval=ping,
+        ws_ping_timeout=ping_timeout,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+class RawSocket:
+    """A client that answers pings only when told to, and notes when each came."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.pings: list[float] = []
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, port: int) -> AsyncIterator[RawSocket]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            key = base64.b64encode(os.urandom(16))
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101"), head
+            yield cls(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def frame(self) -> tuple[int, bytes]:
+        first, second = await self.reader.readexactly(2)
+        assert not second & 0x80, "a server's frames are not masked"
+        return first & 0x0F, await self.reader.readexactly(second & 0x7F)
+
+    async def until_closed(self, answer: bool) -> int:
+        """Reads until the server closes; pongs each ping when `answer`. The close code."""
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 0x9:
+                self.pings.append(time.monotonic())
+                if answer:
+                    mask = os.urandom(4)
+                    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                    self.writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask + body)
+            elif opcode == 0x8:
+                return int(struct.unpack("!H", payload[:2])[0])
+
+
+async def test_every_socket_is_pinged_once_an_interval_and_one_that_answers_stays() -> None:
+    async with serving(ping=0.3, ping_timeout=0.3) as port:
+        async with RawSocket.open(port) as answering, RawSocket.open(port) as silent:
+            answered = asyncio.create_task(answering.until_closed(answer=True))
+            started = time.monotonic()
+            assert await asyncio.wait_for(silent.until_closed(answer=False), timeout(5)) == 1011
+            # Pinged once, then closed an interval later: one ping unanswered is enough.
+            assert len(silent.pings) == 1
+            assert 0.5 <= time.monotonic() - started <= timeout(2)
+            await asyncio.sleep(1.2)
+            assert not answered.done()
+            pings = answering.pings
+            gaps = [later - earlier for earlier, later in itertools.pairwise(pings)]
+            assert len(pings) >= 4
+            assert all(0.15 <= gap <= 0.45 for gap in gaps), gaps
+            answered.cancel()
+        for _ in range(200):
+            if not wsprotocol._KEEPALIVES:
+                break
+            await asyncio.sleep(0.01)
+        # The last socket gone, the loop runs no keepalive timer.
+        assert not wsprotocol._KEEPALIVES
+
+
+async def test_a_pong_timeout_unlike_the_interval_keeps_uvicorns_own_timers() -> None:
+    async with serving(ping=0.3, ping_timeout=0.9) as port, RawSocket.open(port) as silent:
+        started = time.monotonic()
+        reading = asyncio.create_task(silent.until_closed(answer=False))
+        await asyncio.sleep(0.6)
+        assert not wsprotocol._KEEPALIVES
+        assert await asyncio.wait_for(reading, timeout(5)) == 1011
+        # uvicorn's deadline: a ping after 0.3 s, then 0.9 s to answer it.
+        assert time.monotonic() - started >= 1.1
+        assert len(silent.pings) == 1
