@@ -51,6 +51,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from notifier import metrics
 from notifier.admission import BUSY_BODY
+from notifier.wsprotocol import LeanWSProtocol
 
 MAX_HEAD_BYTES = 32 * 1024
 """nginx's default (`large_client_header_buffers 4 8k`) admits up to 32 KiB in all."""
@@ -213,7 +214,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.write(_BUSY_RESPONSE)
             self.transport.close()
             return
-        super().handle_websocket_upgrade()
+        ws_class = self.ws_protocol_class
+        if ws_class is None or not issubclass(ws_class, LeanWSProtocol):
+            super().handle_websocket_upgrade()
+            return
+        # uvicorn's upgrade, but handing over the request as httptools parsed it.
+        self.connections.discard(self)
+        protocol = ws_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.connection_made(self.transport)
+        protocol.upgrade(self.scope, self.url)
+        self.transport.set_protocol(protocol)
 
     def on_message_complete(self) -> None:
         self._stop_body_timer()
