@@ -77,7 +77,7 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: App, http: type[HttpToolsProtocol]) -> AsyncIterator[int]:
+async def serving(app: Any, http: type[HttpToolsProtocol]) -> AsyncIterator[int]:
     port = free_port()
     config = uvicorn.Config(
         app,
@@ -195,3 +195,45 @@ async def test_an_unusual_handshake_goes_through_wsproto(extra: tuple[bytes, ...
     )
     assert once == twice
     assert app_once.scopes == app_twice.scopes
+
+
+class Greeting:
+    """Accepts, then says hello after `delay` seconds (never, if None) and waits."""
+
+    def __init__(self, delay: float | None) -> None:
+        self.delay = delay
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        if self.delay is not None:
+            await asyncio.sleep(self.delay)
+            await send({"type": "websocket.send", "text": "hello"})
+        await receive()
+
+
+async def first_read(app: Greeting) -> tuple[bytes, float]:
+    """The client's first read after its request, and how long it waited for it."""
+    async with serving(app, GuardedHttpToolsProtocol) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(PLAIN)
+            started = asyncio.get_running_loop().time()
+            data = await asyncio.wait_for(reader.read(65536), timeout(5))
+            return data, asyncio.get_running_loop().time() - started
+        finally:
+            writer.close()
+
+
+async def test_the_101_leaves_with_the_first_frame_when_it_follows_soon() -> None:
+    data, _ = await first_read(Greeting(delay=0.002))
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert data.endswith(b"\r\n\r\n\x81\x05hello")  # one segment, one read
+
+
+async def test_the_101_leaves_alone_when_no_frame_follows() -> None:
+    data, waited = await first_read(Greeting(delay=None))
+    assert data.startswith(b"HTTP/1.1 101 ") and data.endswith(b"\r\n\r\n")
+    assert waited < timeout(0.5)
