@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tail", type=float, default=3.0, help="publishing after all are back")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound of each phase (s)")
     parser.add_argument("--connect-concurrency", type=int, default=100, help="per loadgen")
-    parser.add_argument("--publish-connections", type=int, default=16)
+    parser.add_argument("--publish-connections", type=int, default=64, help="as bench.run")
     parser.add_argument("--bus", default=None, help="NOTIFIER_BUS (default: the server's own)")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument(
