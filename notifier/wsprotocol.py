@@ -47,6 +47,8 @@ from wsproto.events import Event
 from wsproto.frame_protocol import FrameProtocol
 from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
 
+from notifier.logs import drops_accept_lines
+
 
 class _Upgraded:
     """What `WSConnection` asks of its handshake once the connection exists."""
@@ -315,11 +317,12 @@ class LeanWSProtocol(WSProtocol):
         await self.writable.wait()
         if self.disconnected:
             raise ClientDisconnected()
-        self.logger.info(
-            '%s - "WebSocket %s" [accepted]',
-            get_client_addr(self.scope),
-            get_path_with_query_string(self.scope),
-        )
+        if not drops_accept_lines(self.logger):
+            self.logger.info(
+                '%s - "WebSocket %s" [accepted]',
+                get_client_addr(self.scope),
+                get_path_with_query_string(self.scope),
+            )
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and subprotocol not in self.scope["subprotocols"]:
             raise LocalProtocolError(f"unexpected subprotocol {subprotocol}")

@@ -138,8 +138,10 @@ def test_accepted_websocket_lines_follow_the_access_log() -> None:
     try:
         logs.configure("info", access_log=False)
         assert [bool(logger.filter(accepted)), bool(logger.filter(started))] == [False, True]
+        assert logs.drops_accept_lines(logger)  # the protocol does not even make the line
         logs.configure("info", access_log=True)
         assert bool(logger.filter(accepted)) and bool(logger.filter(started))
+        assert not logs.drops_accept_lines(logger)
     finally:
         root.handlers[:], root.level = saved
         for name, (filters, propagate) in kept.items():
