@@ -17,8 +17,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import uvicorn
 from websockets.asyncio.client import connect
+from wsproto.connection import Connection
 
 from notifier import wsprotocol
 from notifier.wsprotocol import LeanWSProtocol
@@ -172,3 +174,34 @@ async def test_a_pong_timeout_unlike_the_interval_keeps_uvicorns_own_timers() ->
         # uvicorn's deadline: a ping after 0.3 s, then 0.9 s to answer it.
         assert time.monotonic() - started >= 1.1
         assert len(silent.pings) == 1
+
+
+async def test_a_pong_alone_skips_wsproto_and_bytes_that_only_look_like_one_do_not() -> None:
+    parsed: list[bytes] = []
+    parse = Connection.receive_data
+
+    def counting(self: Connection, data: bytes | None) -> None:
+        if data:  # (the handshake hands the connection its leftover, none here)
+            parsed.append(bytes(data))
+        parse(self, data)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Connection, "receive_data", counting)
+        async with serving(ping=60, ping_timeout=60) as port, RawSocket.open(port) as client:
+            # A pong alone in its read: no parse.
+            client.writer.write(b"\x8a\x80" + os.urandom(4))
+            await client.writer.drain()
+            await asyncio.sleep(0.1)
+            assert parsed == []
+            # A text frame cut so that its second read starts like an empty pong: the
+            # first part is inside wsproto, so the second goes there too.
+            mask = b"\xc0\x01\x02\x8a"
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(b"@abcd"))
+            frame = b"\x81\x85" + mask + masked
+            client.writer.write(frame[:5])
+            await client.writer.drain()
+            await asyncio.sleep(0.1)
+            assert frame[5:7] == b"\x8a\x80"
+            client.writer.write(frame[5:])
+            assert await asyncio.wait_for(client.frame(), timeout(5)) == (0x1, b"@ABCD")
+            assert b"".join(parsed) == frame
