@@ -417,9 +417,11 @@ class LeanWSProtocol(WSProtocol):
 
     async def send(self, message: Any) -> None:
         if self._request is not None:
-            extra = [*self.default_headers, *message.get("headers", [])]
-            if message["type"] == "websocket.accept" and all(_valid_header(*h) for h in extra):
-                await self._accept(message, extra)
+            # The server's own headers (date, server) are uvicorn's; the app's are checked
+            # as h11 would refuse them, and any doubt goes through wsproto.
+            given = list(message.get("headers", []))
+            if message["type"] == "websocket.accept" and all(_valid_header(*h) for h in given):
+                await self._accept(message, [*self.default_headers, *given])
             else:
                 self._through_wsproto()
                 await super().send(message)
