@@ -115,11 +115,25 @@ async def exchange(port: int, *writes: bytes) -> bytes:
         received = b""
         while chunk := await asyncio.wait_for(reader.read(65536), timeout(5)):
             received += chunk
-            if received.endswith(b"\x88\x02\x03\xe8"):  # close 1000
+            if closed(received):
                 break
         return received
     finally:
         writer.close()
+
+
+def closed(received: bytes) -> bool:
+    """Whether the server's frames after a 101 end with a whole close frame (it then
+    waits for ours, so reading on would wait too)."""
+    head, _, frames = received.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        return False
+    while len(frames) >= 2:  # a server's frames: unmasked, short here
+        end = 2 + (frames[1] & 0x7F)
+        if frames[0] & 0x0F == 0x8 and len(frames) >= end:
+            return True
+        frames = frames[end:]
+    return False
 
 
 async def both(answer: str, *writes: bytes) -> list[tuple[bytes, App, int]]:
@@ -244,3 +258,23 @@ async def test_the_101_leaves_alone_when_no_frame_follows() -> None:
     data, waited = await first_read(Greeting(delay=None))
     assert data.startswith(b"HTTP/1.1 101 ") and data.endswith(b"\r\n\r\n")
     assert waited < timeout(0.5)
+
+
+class Refusing:
+    """Accepts, then closes at once, as the endpoint refuses after the accept
+    (`api.ws._refuse`: too many streams, a bad `after`)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4429, "reason": "too many"})
+
+
+async def test_a_refusal_after_the_accept_carries_the_101_with_it() -> None:
+    async with serving(Refusing(), GuardedHttpToolsProtocol) as port:
+        received = await exchange(port, PLAIN)
+    head, _, frames = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert frames == b"\x88\x0a\x11\x4dtoo many"  # close 4429 "too many"
