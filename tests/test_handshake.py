@@ -68,6 +68,11 @@ class App:
                 }
             )
             await send({"type": "websocket.http.response.body", "body": b'{"error":"no"}'})
+        elif self.answer == "slow accept":
+            await asyncio.sleep(0.3)  # the client's frame arrives before the 101 leaves
+            await send({"type": "websocket.accept"})
+            self.received.append(await receive())
+            await send({"type": "websocket.close", "code": 1000})
         elif self.answer == "bad header":
             await send({"type": "websocket.accept", "headers": [(b"x-a", b"b\r\nx-b: c")]})
         else:
@@ -186,6 +191,16 @@ async def test_an_accept_is_wsprotocols_101_and_scope_byte_for_byte() -> None:
     assert not any(name == b"sec-websocket-protocol" for name, _ in scope["headers"])
     # The frame sent right after the request is the app's first message, both ways.
     assert app_once.received == app_twice.received == [{"type": "websocket.receive", "text": "hi"}]
+
+
+async def test_a_frame_sent_before_the_accept_is_kept_for_the_app() -> None:
+    """(Through uvicorn's own path this frame never reaches the app: its next message
+    is the disconnect when the client gives up.)"""
+    app = App("slow accept")
+    async with serving(app, GuardedHttpToolsProtocol) as port:
+        received = await exchange(port, PLAIN, text_frame(b"early"))
+    assert received.startswith(b"HTTP/1.1 101 ")
+    assert app.received == [{"type": "websocket.receive", "text": "early"}]
 
 
 @pytest.mark.parametrize("answer", ["close", "response", "bad header"])
