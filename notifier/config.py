@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     """A WebSocket protocol ping to every socket this often; one unanswered for as long
     closes the socket (1011). Keeps proxies' idle timeouts (nginx: 60 s) from cutting
     quiet sockets and finds dead peers. Each ping costs the server a write and a read
-    (one timer per process visits the sockets, `wsprotocol.Keepalive`): at 100,000
+    (one timer per process visits the sockets, `keepalive.Keepalive`): at 100,000
     sockets the default is 5,000 pings a second on the host, about 0.2 of a core here,
     so a host that holds that many may raise it (below its proxies' idle timeout)."""
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=20)

@@ -13,25 +13,23 @@ asks its handshake for nothing but left-over events, of which there are none aft
 upgrade (the request was its last, and the data following it went to the connection);
 uvicorn's own log lines about the socket use the client's address and the path.
 
-And it pings from one timer per process instead of three per socket. uvicorn pings
-each socket on its own: a timer for the ping, another for the pong's deadline
-(cancelled when the pong comes), a third for the next ping, each a libuv timer that
-uvloop allocates, arms and frees, plus a random payload and wsproto framing it. At
-100,000 sockets and the default 20 s that is 5,000 pings a second, and they were what
-kept the machine busy with nothing published (see docs/performance.md). Here one
-`Keepalive` per event loop visits a slice of the sockets every tick: a socket whose
-last ping is still unanswered is closed (1011, as uvicorn does), the others get the
-same prepared ping frame. A socket is pinged and judged every interval, with one
-interval to answer, which is uvicorn's behaviour when the pong timeout equals the
-interval, as `serve` sets it; other settings keep uvicorn's own timers.
+And it pings from one timer per process instead of three per socket (`keepalive`);
+with a pong timeout other than the interval uvicorn's own timers run.
+
+And the handshake is parsed once: uvicorn's httptools protocol parses the request,
+writes it out again and hands the bytes to wsproto, which parses them again with h11
+for the same scope and the same 101 (136 µs against 6 µs on the test machine).
+`httpguard.GuardedHttpToolsProtocol` calls `upgrade` instead, with the request as
+httptools parsed it; a plain handshake becomes the scope directly, and anything else is
+given to wsproto, which answers it as before. The 101 then waits up to
+`HANDSHAKE_HOLD_SECONDS` to leave with the socket's first frame (`_Held`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import unquote
 
 import wsproto.events
@@ -42,11 +40,11 @@ from uvicorn.protocols.utils import (
 )
 from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 from wsproto import ConnectionType
-from wsproto.connection import Connection, ConnectionState
+from wsproto.connection import Connection
 from wsproto.events import Event
-from wsproto.frame_protocol import FrameProtocol
 from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
 
+from notifier import keepalive
 from notifier.logs import drops_accept_lines
 
 
@@ -61,64 +59,6 @@ class _Upgraded:
 
 _UPGRADED = _Upgraded()
 
-
-class Keepalive:
-    """The sockets of one event loop in `slots` rings; every `tick` seconds one slot is
-    visited, so each socket once per `interval`. Started by the first socket and stopped
-    with the last, so an idle server runs no timer."""
-
-    TICK: ClassVar[float] = 0.25
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
-        self.loop = loop
-        self.interval = interval
-        self.slots: list[set[LeanWSProtocol]] = [
-            set() for _ in range(max(1, math.ceil(interval / self.TICK)))
-        ]
-        self.current = 0
-        self.count = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._due = 0.0
-
-    def add(self, protocol: LeanWSProtocol) -> int:
-        """The socket is first visited a whole interval from now: the slot just visited."""
-        self.slots[self.current].add(protocol)
-        self.count += 1
-        if self._timer is None:
-            self._due = self.loop.time() + self.interval / len(self.slots)
-            self._timer = self.loop.call_at(self._due, self._visit)
-        return self.current
-
-    def discard(self, protocol: LeanWSProtocol, slot: int) -> None:
-        members = self.slots[slot]
-        if protocol in members:
-            members.discard(protocol)
-            self.count -= 1
-        if self.count == 0:
-            self._stop()
-
-    def _stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if _KEEPALIVES.get(self.loop) is self:
-            del _KEEPALIVES[self.loop]
-
-    def _visit(self) -> None:
-        self.current = (self.current + 1) % len(self.slots)
-        for protocol in list(self.slots[self.current]):
-            protocol.keepalive_due()
-        if self.count == 0:
-            self._timer = None
-            self._stop()
-            return
-        # Due times step from the first, not from when this visit ran, so that a busy
-        # loop delays a visit without stretching every interval after it.
-        self._due = max(self._due + self.interval / len(self.slots), self.loop.time())
-        self._timer = self.loop.call_at(self._due, self._visit)
-
-
-_KEEPALIVES: dict[asyncio.AbstractEventLoop, Keepalive] = {}
 
 HANDSHAKE_HOLD_SECONDS = 0.02
 """How long a 101 may wait to leave with the socket's first frame (see `_Held`)."""
@@ -185,36 +125,6 @@ class Holds:
 
 
 _HOLDS: dict[asyncio.AbstractEventLoop, Holds] = {}
-_PING = bytes(FrameProtocol(client=False, extensions=[]).ping(b""))
-"""A server's ping with no payload: unmasked, so the same bytes for every socket."""
-
-
-_EMPTY_PONG = b"\x8a\x80"
-"""A client's pong with no payload, as every client answers `_PING`: final, masked,
-length 0, then the 4-byte mask."""
-
-
-def _between_frames(conn: wsproto.WSConnection) -> bool:
-    """Whether wsproto holds no part of a frame, so that bytes that make a whole frame
-    are that frame. wsproto has no public word for it: its decoder's state is read,
-    and if that is not where it was (another wsproto), the answer is no."""
-    connection = conn.connection
-    decoder = getattr(getattr(connection, "_proto", None), "_frame_decoder", None)
-    return (
-        connection is not None
-        and connection.state is ConnectionState.OPEN
-        and getattr(decoder, "header", True) is None
-        and len(getattr(decoder, "buffer", b"?")) == 0
-    )
-
-
-def _keepalive(loop: asyncio.AbstractEventLoop, interval: float) -> Keepalive:
-    keepalive = _KEEPALIVES.get(loop)
-    if keepalive is None or keepalive.interval != interval:
-        keepalive = _KEEPALIVES[loop] = Keepalive(loop, interval)
-    return keepalive
-
-
 _NOT_FORWARDED = frozenset((b"host", b"sec-websocket-extensions", b"sec-websocket-protocol"))
 """Request headers wsproto keeps out of the scope's `headers` (uvicorn's `handle_connect`):
 the host goes first, the subprotocols are `subprotocols`, extensions are not offered."""
@@ -259,7 +169,7 @@ def _valid_header(name: bytes, value: bytes) -> bool:
 
 
 class LeanWSProtocol(WSProtocol):
-    _keepalive: Keepalive | None = None
+    _keepalive: keepalive.Keepalive | None = None
     _slot = 0
     _unanswered = False
     _request: bytes | None = None
@@ -326,9 +236,9 @@ class LeanWSProtocol(WSProtocol):
             return
         if (
             len(data) == 6
-            and data[:2] == _EMPTY_PONG
+            and data[:2] == keepalive.EMPTY_PONG
             and self._keepalive is not None
-            and _between_frames(self.conn)
+            and keepalive.between_frames(self.conn)
         ):
             # The answer to `_PING`, alone in its read, as nearly every one arrives:
             # taken without wsproto's parse, which was most of a ping's cost left.
@@ -389,7 +299,7 @@ class LeanWSProtocol(WSProtocol):
         if self.ping_timeout not in (None, interval):
             super().start_keepalive()
             return
-        self._keepalive = _keepalive(self.loop, interval)
+        self._keepalive = keepalive.for_loop(self.loop, interval)
         self._slot = self._keepalive.add(self)
 
     def stop_keepalive(self) -> None:
@@ -407,7 +317,7 @@ class LeanWSProtocol(WSProtocol):
             self.keepalive_timeout()
         else:
             self._unanswered = True
-            self.transport.write(_PING)
+            self.transport.write(keepalive.PING)
 
     def handle_pong(self, event: wsproto.events.Pong) -> None:
         if self._keepalive is None:

@@ -22,7 +22,7 @@ import uvicorn
 from websockets.asyncio.client import connect
 from wsproto.connection import Connection
 
-from notifier import wsprotocol
+from notifier import keepalive
 from notifier.wsprotocol import LeanWSProtocol
 from tests.support import free_port, timeout
 
@@ -157,11 +157,11 @@ async def test_every_socket_is_pinged_once_an_interval_and_one_that_answers_stay
             assert all(0.15 <= gap <= 0.45 for gap in gaps), gaps
             answered.cancel()
         for _ in range(200):
-            if not wsprotocol._KEEPALIVES:
+            if not keepalive._KEEPALIVES:
                 break
             await asyncio.sleep(0.01)
         # The last socket gone, the loop runs no keepalive timer.
-        assert not wsprotocol._KEEPALIVES
+        assert not keepalive._KEEPALIVES
 
 
 async def test_a_pong_timeout_unlike_the_interval_keeps_uvicorns_own_timers() -> None:
@@ -169,7 +169,7 @@ async def test_a_pong_timeout_unlike_the_interval_keeps_uvicorns_own_timers() ->
         started = time.monotonic()
         reading = asyncio.create_task(silent.until_closed(answer=False))
         await asyncio.sleep(0.6)
-        assert not wsprotocol._KEEPALIVES
+        assert not keepalive._KEEPALIVES
         assert await asyncio.wait_for(reading, timeout(5)) == 1011
         # uvicorn's deadline: a ping after 0.3 s, then 0.9 s to answer it.
         assert time.monotonic() - started >= 1.1
