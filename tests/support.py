@@ -276,3 +276,23 @@ def publish_batch(
         headers=publisher_headers(api_key),
         timeout=60,
     )
+
+
+@contextlib.asynccontextmanager
+async def in_process_uvicorn(app: Any, **config: Any) -> AsyncIterator[Any]:
+    """uvicorn serving `app` in this event loop on a free port (`server.config.port`),
+    with uvicorn's own logging and lifespan off; stopped on exit. For tests of the
+    protocol classes `serve` hands uvicorn, without a notifier behind them."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=free_port(), log_config=None, lifespan="off", **config)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield server
+    finally:
+        server.should_exit = True
+        await task

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection
@@ -19,7 +18,7 @@ from wsproto.handshake import H11Handshake
 
 from notifier.httpguard import GuardedHttpToolsProtocol
 from notifier.wsprotocol import LeanWSProtocol
-from tests.support import free_port, timeout
+from tests.support import in_process_uvicorn, timeout
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -85,27 +84,15 @@ class App:
 
 @contextlib.asynccontextmanager
 async def serving(app: Any, http: type[HttpToolsProtocol]) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
+    async with in_process_uvicorn(
         app,
-        port=port,
         http=http,
         ws=LeanWSProtocol,
-        log_config=None,
-        lifespan="off",
         date_header=False,
         server_header=False,
         ws_per_message_deflate=False,  # as `serve` runs it
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        yield port
-    finally:
-        server.should_exit = True
-        await task
+    ) as server:
+        yield server.config.port
 
 
 async def exchange(port: int, *writes: bytes) -> bytes:

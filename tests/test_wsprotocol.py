@@ -18,13 +18,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from wsproto.connection import Connection
 
 from notifier import keepalive
 from notifier.wsprotocol import LeanWSProtocol
-from tests.support import free_port, timeout
+from tests.support import in_process_uvicorn, timeout
 
 seen: dict[str, Any] = {}
 
@@ -45,13 +44,8 @@ async def echo(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def test_an_accepted_socket_keeps_no_handshake_and_works_on() -> None:
-    port = free_port()
-    config = uvicorn.Config(echo, port=port, ws=LeanWSProtocol, log_config=None, lifespan="off")
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+    async with in_process_uvicorn(echo, ws=LeanWSProtocol) as server:
+        port = server.config.port
         async with connect(f"ws://127.0.0.1:{port}/", additional_headers={"X-A": "b"}) as ws:
             await ws.send("hello")
             assert await ws.recv() == "HELLO"
@@ -68,32 +62,14 @@ async def test_an_accepted_socket_keeps_no_handshake_and_works_on() -> None:
                 break
             await asyncio.sleep(0.01)
         assert seen["close"] == 1000
-    finally:
-        server.should_exit = True
-        await serving
 
 
 @contextlib.asynccontextmanager
 async def serving(ping: float | None, ping_timeout: float | None) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        echo,
-        port=port,
-        ws=LeanWSProtocol,
-        log_config=None,
-        lifespan="off",
-        ws_ping_interval=ping,
-        ws_ping_timeout=ping_timeout,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        yield port
-    finally:
-        server.should_exit = True
-        await task
+    async with in_process_uvicorn(
+        echo, ws=LeanWSProtocol, ws_ping_interval=ping, ws_ping_timeout=ping_timeout
+    ) as server:
+        yield server.config.port
 
 
 class RawSocket:
