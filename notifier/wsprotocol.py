@@ -140,6 +140,9 @@ def request_bytes(http_scope: Mapping[str, Any], target: bytes) -> bytes:
     return b"".join(output)
 
 
+_REQUIRED = frozenset((b"host", b"sec-websocket-key", b"sec-websocket-version"))
+
+
 def plain_handshake(http_scope: Mapping[str, Any], target: bytes) -> dict[bytes, bytes] | None:
     """The handshake's headers, when it is one wsproto accepts without a question: a GET
     over HTTP/1.1 with one Host, one Sec-WebSocket-Key, one Sec-WebSocket-Version of 13,
@@ -151,13 +154,13 @@ def plain_handshake(http_scope: Mapping[str, Any], target: bytes) -> dict[bytes,
         return None
     seen: dict[bytes, bytes] = {}
     for name, value in http_scope["headers"]:
-        if name in (b"host", b"sec-websocket-key", b"sec-websocket-version"):
+        if name in _REQUIRED:
             if name in seen or not value.isascii():
                 return None
             seen[name] = value
         elif name == b"sec-websocket-protocol":
             seen[name] = seen[name] + b"," + value if name in seen else value
-    if seen.get(b"sec-websocket-version") != b"13" or len(seen) < 3:
+    if seen.get(b"sec-websocket-version") != b"13" or not seen.keys() >= _REQUIRED:
         return None
     if b"sec-websocket-protocol" in seen and not seen[b"sec-websocket-protocol"].isascii():
         return None

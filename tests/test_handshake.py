@@ -280,3 +280,11 @@ async def test_a_refusal_after_the_accept_carries_the_101_with_it() -> None:
     head, _, frames = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ")
     assert frames == b"\x88\x0a\x11\x4dtoo many"  # close 4429 "too many"
+
+
+async def test_a_handshake_without_host_goes_through_wsproto() -> None:
+    no_host = PLAIN.replace(b"Host: 127.0.0.1:8000\r\n", b"")
+    (once, app_once, _), (twice, app_twice, _) = await both("accept", no_host, text_frame(b"x"))
+    # Refused as uvicorn's own path refuses it (wsproto's error): the app never runs.
+    assert once == twice
+    assert app_once.scopes == app_twice.scopes == []
