@@ -75,7 +75,6 @@ class Keepalive:
         for protocol in list(self.slots[self.current]):
             protocol.keepalive_due()
         if self.count == 0:
-            self._timer = None
             self._stop()
             return
         # Due times step from the first, not from when this visit ran, so that a busy

@@ -110,6 +110,14 @@ class Holds:
         self.loop = loop
         self.held: list[_Held] = []
 
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> Holds:
+        """The loop's holds (made with its first held 101, dropped once none is held)."""
+        holds = _HOLDS.get(loop)
+        if holds is None:
+            holds = _HOLDS[loop] = cls(loop)
+        return holds
+
     def add(self, held: _Held) -> None:
         if not self.held:
             self.loop.call_later(HANDSHAKE_HOLD_SECONDS, self._release)
@@ -175,9 +183,10 @@ class LeanWSProtocol(WSProtocol):
     _keepalive: keepalive.Keepalive | None = None
     _slot = 0
     _unanswered = False
-    _request: bytes | None = None
-    """The request of a handshake taken without wsproto, until it is accepted: wsproto
-    is given it only to answer anything but a plain accept (`_through_wsproto`)."""
+    _request: tuple[Mapping[str, Any], bytes] | None = None
+    """The request (httptools' scope, the target) of a handshake taken without wsproto,
+    until it is accepted: written out for wsproto only to answer anything but a plain
+    accept (`_through_wsproto`), which few handshakes need."""
     _key = b""
     _early = b""
     """What the client sent before its accept was written (the peer should not, but
@@ -194,7 +203,7 @@ class LeanWSProtocol(WSProtocol):
         if handshake is None or self.config.ws_per_message_deflate:
             self.data_received(request_bytes(http_scope, target))
             return
-        self._request = request_bytes(http_scope, target)
+        self._request = (http_scope, target)
         self._key = handshake[b"sec-websocket-key"]
         protocols = handshake.get(b"sec-websocket-protocol")
         headers = [(b"host", handshake[b"host"])]
@@ -227,7 +236,7 @@ class LeanWSProtocol(WSProtocol):
         request, self._request = self._request, None
         if request is not None:
             early, self._early = self._early, b""
-            self.conn.receive_data(request + early)
+            self.conn.receive_data(request_bytes(*request) + early)
             for _ in self.conn.events():  # the Request, already answered by `upgrade`
                 pass
 
@@ -243,7 +252,7 @@ class LeanWSProtocol(WSProtocol):
             and self._keepalive is not None
             and keepalive.between_frames(self.conn)
         ):
-            # The answer to `_PING`, alone in its read, as nearly every one arrives:
+            # The answer to `keepalive.PING`, alone in its read, as nearly every one arrives:
             # taken without wsproto's parse, which was most of a ping's cost left.
             self._unanswered = False
             return
@@ -285,10 +294,7 @@ class LeanWSProtocol(WSProtocol):
         response.append(b"\r\n")
         held = _Held(self, self.transport, b"".join(response))
         self.transport = held  # type: ignore[assignment]
-        holds = _HOLDS.get(self.loop)
-        if holds is None:
-            holds = _HOLDS[self.loop] = Holds(self.loop)
-        holds.add(held)
+        Holds.of(self.loop).add(held)
         self.conn.connection = Connection(ConnectionType.SERVER, [])
         self.start_keepalive()
         early, self._early = self._early, b""
