@@ -587,6 +587,8 @@ class Generator:
         self.prefix: str = spec["user_prefix"]
         self.connect_concurrency: int = spec.get("connect_concurrency", 200)
         self.publish_connections: int = spec.get("publish_connections", 64)
+        self.keyed: bool = spec.get("keyed", False)
+        """Closed-loop publishes carry idempotency keys, as the Python SDK's do."""
         self.handshake_timeout: float = spec.get("handshake_timeout", 30.0)
         self.socket_cap: int = spec.get("socket_cap", 1_000_000)
         CpuMeter.database = spec.get("pg_database")
@@ -1093,7 +1095,8 @@ class Generator:
                 if batch == 1:
                     item = {"user_id": self.rng.choice(users), "type": "bench.tp"}
                     item["data"] = {"r": delivery.tag, "i": base}
-                    request = self.post(NOTIFICATIONS_PATH, orjson.dumps(item))
+                    key = f"{self.prefix}{delivery.tag}-{base}".encode() if self.keyed else None
+                    request = self.post(NOTIFICATIONS_PATH, orjson.dumps(item), key)
                 else:
                     items = [
                         {
@@ -1103,6 +1106,9 @@ class Generator:
                         }
                         for k in range(batch)
                     ]
+                    if self.keyed:
+                        for k, one in enumerate(items):
+                            one["idempotency_key"] = f"{self.prefix}{delivery.tag}-{base + k}"
                     body = orjson.dumps({"notifications": items})
                     request = self.post(BATCH_PATH, body)
                 sent = monotonic()

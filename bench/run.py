@@ -168,6 +168,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add_server_env(parser)
     parser.add_argument("--publish-connections", type=int, default=64)
+    parser.add_argument(
+        "--keyed",
+        action="store_true",
+        help="throughput: every publish with an idempotency key, as the Python SDK sends",
+    )
     parser.add_argument("--connect-concurrency", type=int, default=200)
     parser.add_argument("--source-addresses", type=int, default=16)
     parser.add_argument("--no-json", action="store_true", help="do not write bench/results/")
@@ -470,6 +475,7 @@ def run_server(
                 "api_key": API_KEY,
                 "user_prefix": f"{kind[0]}{number}{secrets.token_hex(2)}-",
                 "publish_connections": args.publish_connections,
+                "keyed": args.keyed,
                 "connect_concurrency": args.connect_concurrency,
                 "source_addresses": args.source_addresses,
                 "socket_cap": socket_cap,
@@ -685,6 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "socket_cap": socket_cap,
         "publish_connections": args.publish_connections,
+        "keyed": args.keyed,
         "connect_concurrency": args.connect_concurrency,
         "other_load": {"pytest_running": busy},
         "git": _git(),

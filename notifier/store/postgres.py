@@ -1,5 +1,6 @@
 """PostgreSQL, with the hot paths on asyncpg directly: a publish group is one statement
-(but for the key lookup), and replay reads frames that PostgreSQL writes.
+(keys and all, unless a key is stored already), and replay reads frames that PostgreSQL
+writes.
 
 A publish raises each user's stream counter (locking it, which orders concurrent
 publishes), inserts the rows and, with the postgres bus, announces them, all inside one
@@ -18,7 +19,7 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util import greenlet_spawn
 
-from notifier.core.publishing import Outcome, PublishRequest, keys, plan_group
+from notifier.core.publishing import GroupPlan, Outcome, PublishRequest, keys, plan_group
 from notifier.core.topics import TopicPublish, TopicPublished, judge_topic_key
 from notifier.store import pg_topics
 from notifier.store.base import (
@@ -69,12 +70,43 @@ _NUMBER_AND_STORE = (
 _ITEMS = """unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[],
                          $5::varchar[], $6::varchar[], $7::varchar[],
                          $9::text[], $10::text[], $11::text[]"""
-_PUBLISH = f"""WITH item AS (
+_COLUMNS_OF_ITEM = """id, user_id, type, data, publisher, idempotency_key,
+                             fingerprint, first, middle, last"""
+
+# A group with idempotency keys is published first as if none of its keys were stored:
+# `_KNOWN` looks them up inside the statement, which then stores nothing if one is (and
+# says so, as its third column). Only then does the store read the originals and plan
+# the group against them. Every SDK publish carries a key, and a key's repeat (a retry
+# after a lost answer) is rare, so a keyed publish is one round trip, as an unkeyed one
+# is, instead of a lookup and then the statement. $5 and $6 are the new rows' publishers
+# and keys: a key repeated within the group is judged in Python (`plan_group`), and its
+# first use is among the new rows.
+_KNOWN = """known AS (
+    SELECT FROM unnest($5::varchar[], $6::varchar[]) AS k(publisher, idempotency_key)
+    WHERE EXISTS (SELECT FROM notifications n
+                  WHERE n.publisher = k.publisher AND n.idempotency_key = k.idempotency_key)
+       OR EXISTS (SELECT FROM topic_publishes p
+                  WHERE p.publisher = k.publisher AND p.idempotency_key = k.idempotency_key)
+)"""
+
+
+def _publishing(where: str, *, keyed: bool) -> str:
+    """The publishing statement: its items those of the parameters for which `where`
+    holds; `keyed`, none at all when one of their keys is stored (`_KNOWN`)."""
+    if keyed:
+        where = f"{where} AND NOT EXISTS (SELECT FROM known)"
+    return f"""WITH {_KNOWN + ", " if keyed else ""}item AS (
     SELECT * FROM {_ITEMS})
-        WITH ORDINALITY AS t(id, user_id, type, data, publisher, idempotency_key,
-                             fingerprint, first, middle, last, ord)
+        WITH ORDINALITY AS t({_COLUMNS_OF_ITEM}, ord)
+    WHERE {where}
 ), {_NUMBER_AND_STORE}
-SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent)"""
+SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent){
+        ", EXISTS (SELECT FROM known)" if keyed else ""
+    }"""
+
+
+_PUBLISH = _publishing("true", keyed=False)
+_PUBLISH_KEYED = _publishing("true", keyed=True)
 
 # A lane's publish (`try_publish_group`) must not wait long for a counter that another
 # transaction holds (a topic publish, a backend's open transaction that called
@@ -115,17 +147,11 @@ def _short_wait(wait: str) -> str:
     return f"(SELECT set_config('lock_timeout', '{wait}', true)) IS NOT NULL"
 
 
-_LANE_PUBLISH = f"""WITH item AS (
-    SELECT * FROM {_ITEMS})
-        WITH ORDINALITY AS t(id, user_id, type, data, publisher, idempotency_key,
-                             fingerprint, first, middle, last, ord)
-    WHERE {_short_wait(_LANE_WAIT)}
-), {_NUMBER_AND_STORE}
-SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent)"""
+_LANE_PUBLISH = _publishing(_short_wait(_LANE_WAIT), keyed=False)
+_LANE_PUBLISH_KEYED = _publishing(_short_wait(_LANE_WAIT), keyed=True)
 _TRY_PUBLISH = f"""WITH given AS (
     SELECT * FROM {_ITEMS}, $16::int[])
-        WITH ORDINALITY AS t(id, user_id, type, data, publisher, idempotency_key,
-                             fingerprint, first, middle, last, part, ord)
+        WITH ORDINALITY AS t({_COLUMNS_OF_ITEM}, part, ord)
     WHERE {_short_wait(_NEW_USER_WAIT)}
 ), free AS (
     SELECT s.user_id FROM streams s WHERE s.user_id IN (SELECT user_id FROM given)
@@ -194,25 +220,49 @@ async def _create_counters(raw: Any, users: Sequence[str]) -> None:
             await raw.execute(_NEW_COUNTER, user)
 
 
+def _arguments(plan: GroupPlan, notify: TransactionNotify | None) -> tuple[object, ...]:
+    """$1..$15 of the publishing statements: the plan's new rows, when, and their
+    announcement."""
+    return (
+        *inserted_columns(plan.fresh),
+        plan.created_at,
+        *notify_parameters(notify, plan.fresh, plan.created_at),
+    )
+
+
+async def _plan_with_originals(
+    raw: Any, requests: Sequence[PublishRequest], keyed: Mapping[str, list[str]]
+) -> GroupPlan:
+    """The group planned against the stored originals of its keys, read without a lock."""
+    rows: list[Mapping[Any, Any]] = []
+    for publisher, found in keyed.items():
+        rows.extend(await raw.fetch(_FIND_KEYS, publisher, found))
+    return plan_group(requests, stored_originals(rows), datetime.now(UTC))
+
+
 class PostgresStore(SqlStore):
     _errors = (DBAPIError, asyncpg.PostgresError)
 
     async def _publish_once(
         self, requests: Sequence[PublishRequest], notify: TransactionNotify | None
     ) -> list[Outcome]:
-        """In one statement (see `_PUBLISH`). The stored originals of idempotency keys
-        are read first, without a lock: a key stored meanwhile by another group makes the
-        statement fail on its unique index, and the retry finds it."""
+        """In one statement (see `_PUBLISH`), keys and all unless one is stored
+        (`_KNOWN`). The stored originals are then read without a lock: a key stored
+        meanwhile by another group makes the statement fail on its unique index, and the
+        retry finds it."""
         async with self._asyncpg() as raw:
-            rows: list[Mapping[Any, Any]] = []
-            for publisher, found in keys(requests).items():
-                rows.extend(await raw.fetch(_FIND_KEYS, publisher, found))
+            keyed = keys(requests)
             now = datetime.now(UTC)
-            plan = plan_group(requests, stored_originals(rows), now)
+            plan = plan_group(requests, {}, now)
+            row = await raw.fetchrow(
+                _PUBLISH_KEYED if keyed else _PUBLISH, *_arguments(plan, notify)
+            )
+            if not keyed or not row[2]:
+                return plan.outcomes(row[0] or [])
+            plan = await _plan_with_originals(raw, requests, keyed)
             seqs: list[int] = []
             if plan.fresh:
-                announcing = notify_parameters(notify, plan.fresh, now)
-                row = await raw.fetchrow(_PUBLISH, *inserted_columns(plan.fresh), now, *announcing)
+                row = await raw.fetchrow(_PUBLISH, *_arguments(plan, notify))
                 seqs = row[0]
         return plan.outcomes(seqs)
 
@@ -222,27 +272,22 @@ class PostgresStore(SqlStore):
         notify: TransactionNotify | None,
         held_likely: bool,
     ) -> list[Outcome | None]:
-        """`_LANE_PUBLISH`, and if it gave up, `_TRY_PUBLISH`, at once when
-        `held_likely` (see both)."""
+        """`_LANE_PUBLISH` (keys and all, as in `_publish_once`), and if it gave up,
+        `_TRY_PUBLISH`, at once when `held_likely` (see both)."""
         async with self._asyncpg() as raw:
-            rows: list[Mapping[Any, Any]] = []
-            for publisher, found in keys(requests).items():
-                rows.extend(await raw.fetch(_FIND_KEYS, publisher, found))
-            now = datetime.now(UTC)
-            plan = plan_group(requests, stored_originals(rows), now)
+            keyed = keys(requests)
+            if not held_likely:
+                plan = plan_group(requests, {}, datetime.now(UTC))
+                statement = _LANE_PUBLISH_KEYED if keyed else _LANE_PUBLISH
+                with contextlib.suppress(asyncpg.exceptions.LockNotAvailableError):
+                    row = await raw.fetchrow(statement, *_arguments(plan, notify))
+                    if not keyed or not row[2]:
+                        return list(plan.outcomes(row[0] or []))
+            plan = await _plan_with_originals(raw, requests, keyed)
             if not plan.fresh:
                 return list(plan.outcomes([]))
-            arguments = (
-                *inserted_columns(plan.fresh),
-                now,
-                *notify_parameters(notify, plan.fresh, now),
-            )
-            if not held_likely:
-                with contextlib.suppress(asyncpg.exceptions.LockNotAvailableError):
-                    row = await raw.fetchrow(_LANE_PUBLISH, *arguments)
-                    return list(plan.outcomes(row[0]))
             parts = plan.parts()
-            arguments = (*arguments, [parts[f.request] for f in plan.fresh])
+            arguments = (*_arguments(plan, notify), [parts[f.request] for f in plan.fresh])
             try:
                 row = await raw.fetchrow(_TRY_PUBLISH, *arguments, False)
             except asyncpg.exceptions.LockNotAvailableError:

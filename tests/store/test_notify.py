@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -16,7 +15,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import db
-from notifier.bus.postgres import asyncpg_dsn
 from notifier.store import (
     IdempotencyConflict,
     NewNotification,
@@ -26,6 +24,7 @@ from notifier.store import (
 )
 from notifier.wire.announcement import MAX_PAYLOAD_BYTES, Announcement, TransactionNotify
 from notifier.wire.notification import Notification
+from tests.store.conftest import Listener
 from tests.store.test_frames import DATA, HOSTILE, TYPES
 from tests.support import new_user
 
@@ -39,41 +38,6 @@ async def pg_store(pg_database: str) -> AsyncIterator[Store]:
         yield create_store(engine)
     finally:
         await engine.dispose()
-
-
-class Listener:
-    """A LISTEN connection of its own, as another instance has."""
-
-    def __init__(self, conn: asyncpg.Connection, channel: str) -> None:
-        self.conn = conn
-        self.channel = channel
-        self.payloads: list[str] = []
-        self.arrived = asyncio.Event()
-
-    def on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self.payloads.append(payload)
-        self.arrived.set()
-
-    async def announcements(self, count: int) -> list[Announcement]:
-        """The first `count` announcements received, waiting for them (5 s at most)."""
-        async with asyncio.timeout(5):
-            while True:
-                found = [a for p in self.payloads for a in Announcement.decode_many(p)[1]]
-                if len(found) >= count:
-                    return found
-                self.arrived.clear()
-                await self.arrived.wait()
-
-
-@pytest.fixture
-async def listener(pg_database: str) -> AsyncIterator[Listener]:
-    conn = await asyncpg.connect(asyncpg_dsn(pg_database))
-    listener = Listener(conn, f"test_{uuid.uuid4().hex}")
-    await conn.add_listener(listener.channel, listener.on_notify)
-    try:
-        yield listener
-    finally:
-        await conn.close()
 
 
 def expected(notification: Notification, room: int) -> Announcement:
