@@ -80,13 +80,16 @@ _COLUMNS_OF_ITEM = """id, user_id, type, data, publisher, idempotency_key,
 # after a lost answer) is rare, so a keyed publish is one round trip, as an unkeyed one
 # is, instead of a lookup and then the statement. $5 and $6 are the new rows' publishers
 # and keys: a key repeated within the group is judged in Python (`plan_group`), and its
-# first use is among the new rows.
+# first use is among the new rows. (`OFFSET 0`: each key is probed through its index,
+# whatever the plan; see `_FIND_KEYS`.)
 _KNOWN = """known AS (
     SELECT FROM unnest($5::varchar[], $6::varchar[]) AS k(publisher, idempotency_key)
     WHERE EXISTS (SELECT FROM notifications n
-                  WHERE n.publisher = k.publisher AND n.idempotency_key = k.idempotency_key)
+                  WHERE n.publisher = k.publisher AND n.idempotency_key = k.idempotency_key
+                  OFFSET 0)
        OR EXISTS (SELECT FROM topic_publishes p
-                  WHERE p.publisher = k.publisher AND p.idempotency_key = k.idempotency_key)
+                  WHERE p.publisher = k.publisher AND p.idempotency_key = k.idempotency_key
+                  OFFSET 0)
 )"""
 
 
@@ -174,11 +177,21 @@ SELECT $1, 0 WHERE {_short_wait(_NEW_USER_WAIT)}
 ON CONFLICT DO NOTHING"""
 # Keys of topic publishes come too, as rows without a notification (`stored_originals`):
 # a direct publish reusing one is refused.
+#
+# Each key is probed through the unique index on (publisher, key), and `OFFSET 0` keeps
+# it so: without it, a generic plan made while the table was young (asyncpg prepares each
+# statement once per connection, and PostgreSQL plans it for any parameters after five
+# runs) hashes a scan of the whole table, or probes on the publisher alone and filters
+# its every row by key. Seen in `python -m bench.run --keyed`: PostgreSQL spent about 1 ms
+# of CPU a keyed publish, growing with the table, until an ANALYZE replanned it.
 _FIND_KEYS = (
-    f"SELECT {', '.join((*COLUMNS, *KEYED))} "
-    "FROM notifications WHERE publisher = $1 AND idempotency_key = ANY($2::varchar[])\n"
-    f"UNION ALL SELECT {', '.join(['NULL'] * len(COLUMNS))}, {', '.join(KEYED)} "
-    "FROM topic_publishes WHERE publisher = $1 AND idempotency_key = ANY($2::varchar[])"
+    "SELECT n.* FROM unnest($2::varchar[]) AS k(key) CROSS JOIN LATERAL (\n"
+    f"    SELECT {', '.join((*COLUMNS, *KEYED))} FROM notifications\n"
+    "    WHERE publisher = $1 AND idempotency_key = k.key OFFSET 0) AS n\n"
+    f"UNION ALL SELECT {', '.join(['NULL'] * len(COLUMNS))}, t.* "
+    "FROM unnest($2::varchar[]) AS k(key) CROSS JOIN LATERAL (\n"
+    f"    SELECT {', '.join(KEYED)} FROM topic_publishes\n"
+    "    WHERE publisher = $1 AND idempotency_key = k.key OFFSET 0) AS t"
 )
 _HEADS = "SELECT user_id, last_seq FROM streams WHERE user_id = ANY($1::varchar[])"
 # Replay reads frames, not rows: PostgreSQL writes each frame's text (on its own core)

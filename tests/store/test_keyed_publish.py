@@ -9,13 +9,22 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import db
+from notifier.bus.postgres import asyncpg_dsn
 from notifier.core.topics import TopicPublish, topic_fingerprint
-from notifier.store import IdempotencyConflict, NewNotification, PublishRequest, Store, create_store
+from notifier.store import (
+    IdempotencyConflict,
+    NewNotification,
+    PublishRequest,
+    Store,
+    create_store,
+    postgres,
+)
 from notifier.wire.announcement import TransactionNotify
 from tests.store.conftest import Listener
 from tests.store.test_notify import ORIGIN
@@ -38,7 +47,7 @@ class Statements:
         for text in self.texts:
             if "INSERT INTO notifications" in text:
                 kinds.append("keyed" if "known AS" in text else "plain")
-            elif "FROM topic_publishes WHERE publisher = $1" in text:
+            elif text == postgres._FIND_KEYS:
                 kinds.append("lookup")
         return kinds
 
@@ -143,3 +152,41 @@ async def test_keys_belong_to_their_publisher(pg_store: Store, statements: State
     [other] = await pg_store.publish("q", [NewNotification(user, "t", "{}", "f", k1)])
     assert other.created and other.notification.seq == 2
     assert await statements.publishing() == ["keyed"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "parameters"),
+    [
+        ("_FIND_KEYS", "('p', '{k1,k2}')"),
+        (
+            "_LANE_PUBLISH_KEYED",
+            "('{00000000-0000-0000-0000-000000000001}', '{u}', '{t}', '{\"{}\"}', '{p}',"
+            " '{k1}', '{f}', now(), '{a}', '{b}', '{c}', 'd', 'channel', 'head', 3000)",
+        ),
+    ],
+)
+async def test_keys_are_probed_through_their_index_whatever_the_plan(
+    pg_database: str, statement: str, parameters: str
+) -> None:
+    """asyncpg prepares each statement once per connection, and PostgreSQL plans it for
+    any parameters after five runs: a plan made while the tables were young must still
+    probe each key through its index, not scan the table (empty copies of the tables,
+    never analyzed, stand for a new deployment's)."""
+    conn = await asyncpg.connect(
+        asyncpg_dsn(pg_database), server_settings={"plan_cache_mode": "force_generic_plan"}
+    )
+    try:
+        for table in ("notifications", "topic_publishes", "streams"):
+            await conn.execute(f"CREATE TEMP TABLE {table} (LIKE public.{table} INCLUDING ALL)")
+        await conn.execute(f"PREPARE probe AS {getattr(postgres, statement)}")
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE probe{parameters}"))
+    finally:
+        await conn.close()
+    assert "Seq Scan on notifications" not in plan and "hashed SubPlan" not in plan, plan
+    assert "Seq Scan on topic_publishes" not in plan, plan
+    lines = plan.splitlines()
+    # Each key is in its index's condition (not a filter over the publisher's every row),
+    # for both tables.
+    assert not [line for line in lines if "Filter" in line and "idempotency_key" in line], plan
+    probes = [line for line in lines if "Index Cond" in line and "idempotency_key" in line]
+    assert len(probes) >= 2, plan
