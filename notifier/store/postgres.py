@@ -179,11 +179,11 @@ ON CONFLICT DO NOTHING"""
 # a direct publish reusing one is refused.
 #
 # Each key is probed through the unique index on (publisher, key), and `OFFSET 0` keeps
-# it so: without it, a generic plan made while the table was young (asyncpg prepares each
-# statement once per connection, and PostgreSQL plans it for any parameters after five
-# runs) hashes a scan of the whole table, or probes on the publisher alone and filters
-# its every row by key. Seen in `python -m bench.run --keyed`: PostgreSQL spent about 1 ms
-# of CPU a keyed publish, growing with the table, until an ANALYZE replanned it.
+# it so: without it, a generic plan (the pool's connections force them, `db.py`) made
+# while the table was young hashes a scan of the whole table, or probes on the publisher
+# alone and filters its every row by key, until an ANALYZE has the statement replanned.
+# Seen in `python -m bench.run --keyed`: PostgreSQL spent about 1 ms of CPU a keyed
+# publish.
 _FIND_KEYS = (
     "SELECT n.* FROM unnest($2::varchar[]) AS k(key) CROSS JOIN LATERAL (\n"
     f"    SELECT {', '.join((*COLUMNS, *KEYED))} FROM notifications\n"

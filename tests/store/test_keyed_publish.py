@@ -168,10 +168,10 @@ async def test_keys_belong_to_their_publisher(pg_store: Store, statements: State
 async def test_keys_are_probed_through_their_index_whatever_the_plan(
     pg_database: str, statement: str, parameters: str
 ) -> None:
-    """asyncpg prepares each statement once per connection, and PostgreSQL plans it for
-    any parameters after five runs: a plan made while the tables were young must still
-    probe each key through its index, not scan the table (empty copies of the tables,
-    never analyzed, stand for a new deployment's)."""
+    """The pool's connections force generic plans (`db.py`), made once per connection:
+    one made while the tables were young must still probe each key through its index,
+    not scan the table (empty copies of the tables, never analyzed, stand for a new
+    deployment's)."""
     conn = await asyncpg.connect(
         asyncpg_dsn(pg_database), server_settings={"plan_cache_mode": "force_generic_plan"}
     )
