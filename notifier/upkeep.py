@@ -7,7 +7,9 @@ statistics as tables grow and invalidates the cached plans. With autovacuum off,
 made while `notifications` was empty stays for the connection's life: the idempotency-key
 look-up of every keyed publish became a scan of the publisher's rows, 1.1 s for 1,000
 keys at 50,000 rows (bench.soak found it; a fresh plan takes 9 ms, one after ANALYZE
-0.04 ms). So where autovacuum is off, each instance does what it would have done:
+0.04 ms). The key look-ups are now written so that every plan probes the index
+(`store.postgres._FIND_KEYS`), but the other statements' plans still follow the
+statistics. So where autovacuum is off, each instance does what it would have done:
 ANALYZE a table of notifier's once the rows changed since its last ANALYZE pass
 autovacuum's default threshold (50 + 10% of its rows). Several instances doing it at
 once is harmless (one waits for the other).
