@@ -93,9 +93,10 @@ _KNOWN = """known AS (
 )"""
 
 
-def _publishing(where: str, *, keyed: bool) -> str:
+def _publishing(where: str, *, keyed: bool, then: str = "") -> str:
     """The publishing statement: its items those of the parameters for which `where`
-    holds; `keyed`, none at all when one of their keys is stored (`_KNOWN`)."""
+    holds; `keyed`, none at all when one of their keys is stored (`_KNOWN`); `then`, a
+    last column evaluated after the others (`_COMMIT_WAIT`)."""
     if keyed:
         where = f"{where} AND NOT EXISTS (SELECT FROM known)"
     return f"""WITH {_KNOWN + ", " if keyed else ""}item AS (
@@ -105,7 +106,7 @@ def _publishing(where: str, *, keyed: bool) -> str:
 ), {_NUMBER_AND_STORE}
 SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent){
         ", EXISTS (SELECT FROM known)" if keyed else ""
-    }"""
+    }{then}"""
 
 
 _PUBLISH = _publishing("true", keyed=False)
@@ -150,8 +151,19 @@ def _short_wait(wait: str) -> str:
     return f"(SELECT set_config('lock_timeout', '{wait}', true)) IS NOT NULL"
 
 
-_LANE_PUBLISH = _publishing(_short_wait(_LANE_WAIT), keyed=False)
-_LANE_PUBLISH_KEYED = _publishing(_short_wait(_LANE_WAIT), keyed=True)
+# The short wait is for the counters only: the last column, evaluated once they are all
+# taken, gives the connection's own lock timeout back (NULL: its value before any SET
+# LOCAL) for the commit. A commit that NOTIFYs first takes PostgreSQL's one lock for the
+# notification queue (`pg_locks`: an object lock on pg_database), and holds it through its
+# own WAL flush, so notifying commits queue for it one at a time; a flush slowed for
+# 100 ms (the disk, a checkpoint) failed every commit waiting behind it with "lock
+# timeout", which the lanes took for held streams: the groups were retried the long way
+# round and some requests answered 503 (`python -m bench.scale --sockets 12000` at 1,000
+# publishes a second: 11 to 15 such 503s a run, each a burst of statements failing in the
+# same few milliseconds on every worker).
+_COMMIT_WAIT = ", set_config('lock_timeout', NULL, true)"
+_LANE_PUBLISH = _publishing(_short_wait(_LANE_WAIT), keyed=False, then=_COMMIT_WAIT)
+_LANE_PUBLISH_KEYED = _publishing(_short_wait(_LANE_WAIT), keyed=True, then=_COMMIT_WAIT)
 _TRY_PUBLISH = f"""WITH given AS (
     SELECT * FROM {_ITEMS}, $16::int[])
         WITH ORDINALITY AS t({_COLUMNS_OF_ITEM}, part, ord)
@@ -169,7 +181,7 @@ _TRY_PUBLISH = f"""WITH given AS (
     SELECT * FROM given g WHERE NOT EXISTS (SELECT FROM held h WHERE h.part = g.part)
 ), {_NUMBER_AND_STORE}
 SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent),
-       (SELECT array_agg(part) FROM held)"""
+       (SELECT array_agg(part) FROM held){_COMMIT_WAIT}"""
 _MISSING_COUNTERS = """SELECT array_agg(DISTINCT u) FROM unnest($1::varchar[]) AS u
 WHERE NOT EXISTS (SELECT FROM streams WHERE user_id = u)"""
 _NEW_COUNTER = f"""INSERT INTO streams (user_id, last_seq)
