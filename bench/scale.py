@@ -262,6 +262,54 @@ def supervisor_lines(log: Path, since: float, limit: int = 30) -> list[str]:
     return found[:limit]
 
 
+_LOCK_WAITS = """SELECT
+    count(*) FILTER (WHERE locktype = 'object' AND classid = 'pg_database'::regclass),
+    count(*)
+FROM pg_locks WHERE NOT granted"""
+
+
+class LockWaits:
+    """Lock waits in PostgreSQL, sampled every `interval` seconds over a phase: how often
+    commits queued for the notification-queue lock (the one a commit that NOTIFYs takes
+    and holds through its WAL flush: an object lock on pg_database), and for any other
+    lock (a user's counter held by another transaction)."""
+
+    def __init__(self, dsn: str, interval: float = 0.1) -> None:
+        self.dsn = dsn
+        self.interval = interval
+        self.samples: list[tuple[int, int]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while True:
+                row = await conn.fetchrow(_LOCK_WAITS)
+                self.samples.append((row[0], row[1] - row[0]))
+                await asyncio.sleep(self.interval)
+        finally:
+            await conn.close()
+
+    async def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await self._task
+        n = len(self.samples) or 1
+        notify = [s[0] for s in self.samples]
+        other = [s[1] for s in self.samples]
+        return {
+            "samples": len(self.samples),
+            "notify_lock_waiting_pct": round(100 * sum(1 for w in notify if w) / n, 1),
+            "notify_lock_waiters_max": max(notify, default=0),
+            "other_waiting_pct": round(100 * sum(1 for w in other if w) / n, 1),
+            "other_waiters_max": max(other, default=0),
+        }
+
+
 async def analyzed_within(dsn: str, table: str, timeout: float) -> bool:
     """Whether `table` was analyzed (by anyone) before `timeout` seconds."""
     conn = await asyncpg.connect(dsn)
@@ -680,11 +728,19 @@ class Scale:
         assert self.loadgens is not None
         await self.loadgens.ask("mark", "publish")
         meter = self.cpu()
+        waits = LockWaits(self.database.dsn)
+        waits.start()
         loadgen.log(f"publishing {self.args.rate:g}/s for {self.args.seconds:g} s")
         sent = await self.publisher.run(self.args.rate, self.args.seconds)
         cpu = meter.stop()
+        lock_waits = await waits.stop()
         answers = await self.settle(wait=15.0)
-        return {**sent, **self.delivery(answers, sent["acked"]), "cpu": cpu}
+        return {
+            **sent,
+            **self.delivery(answers, sent["acked"]),
+            "cpu": cpu,
+            "lock_waits": lock_waits,
+        }
 
     async def kill(self) -> dict[str, Any]:
         assert self.loadgens is not None
@@ -955,6 +1011,14 @@ def report(result: dict[str, Any], log: Path) -> bool:
     )
     print(f"  delivery       {_delivery(p)}")
     print(f"  cpu            {_cpu(p['cpu'])}")
+    waits = p.get("lock_waits")
+    if waits:
+        print(
+            f"  lock waits     commits queued for the notification lock in "
+            f"{waits['notify_lock_waiting_pct']}% of {waits['samples']} samples (at most "
+            f"{waits['notify_lock_waiters_max']}); other lock waits in "
+            f"{waits['other_waiting_pct']}% (at most {waits['other_waiters_max']})"
+        )
     if k is not None:
         v = k["victim"]
         print(
