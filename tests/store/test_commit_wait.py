@@ -33,21 +33,16 @@ async def pg_store(pg_database: str) -> AsyncIterator[Store]:
         await engine.dispose()
 
 
-async def slow_notifying_commit(dsn: str, started: asyncio.Event) -> None:
-    """A transaction that writes and NOTIFYs, whose commit flushes its WAL 100 ms late
-    (`commit_delay`), holding the notification queue's lock meanwhile."""
+async def slow_notifying_transaction(dsn: str) -> asyncpg.Connection:
+    """A connection in a transaction that wrote and NOTIFYed, whose commit will flush its
+    WAL 100 ms late (`commit_delay`), holding the notification queue's lock meanwhile."""
     conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("SET commit_delay = 100000")  # µs, the most PostgreSQL allows
-        await conn.execute("SET commit_siblings = 0")
-        await conn.execute("BEGIN")
-        await conn.execute(f"CREATE TEMP TABLE w_{uuid.uuid4().hex} (x int)")  # a write
-        await conn.execute("SELECT pg_notify('elsewhere', 'x')")
-        commit = asyncio.ensure_future(conn.execute("COMMIT"))
-        started.set()
-        await commit
-    finally:
-        await conn.close()
+    await conn.execute("SET commit_delay = 100000")  # µs, the most PostgreSQL allows
+    await conn.execute("SET commit_siblings = 0")
+    await conn.execute("BEGIN")
+    await conn.execute(f"CREATE TEMP TABLE w_{uuid.uuid4().hex} (x int)")  # a write
+    await conn.execute("SELECT pg_notify('elsewhere', 'x')")
+    return conn
 
 
 async def test_a_lane_publish_waits_for_slow_notifying_commits_instead_of_failing(
@@ -56,20 +51,21 @@ async def test_a_lane_publish_waits_for_slow_notifying_commits_instead_of_failin
     dsn = asyncpg_dsn(pg_database)
     user = new_user()
     await pg_store.publish("p", [NewNotification(user, "t", "{}", "")])  # its counter exists
-    first, second = asyncio.Event(), asyncio.Event()
-    slow = [asyncio.ensure_future(slow_notifying_commit(dsn, first))]
-    await first.wait()
-    slow.append(asyncio.ensure_future(slow_notifying_commit(dsn, second)))
-    await second.wait()
-    await asyncio.sleep(0.02)  # both commits hold or queue for the lock: about 200 ms
-
-    started = time.monotonic()
-    notify = TransactionNotify(listener.channel, "origin")
-    [outcome] = await pg_store.try_publish_group(
-        [PublishRequest("p", [NewNotification(user, "t", '{"n":2}', "")])], notify
-    )
-    waited = time.monotonic() - started
-    await asyncio.gather(*slow)
+    slow = [await slow_notifying_transaction(dsn) for _ in range(2)]
+    try:
+        # Both commits at once: one holds the lock for about 100 ms, then the other.
+        commits = [asyncio.ensure_future(conn.execute("COMMIT")) for conn in slow]
+        await asyncio.sleep(0.02)
+        started = time.monotonic()
+        notify = TransactionNotify(listener.channel, "origin")
+        [outcome] = await pg_store.try_publish_group(
+            [PublishRequest("p", [NewNotification(user, "t", '{"n":2}', "")])], notify
+        )
+        waited = time.monotonic() - started
+        await asyncio.gather(*commits)
+    finally:
+        for conn in slow:
+            await conn.close()
 
     assert isinstance(outcome, list) and outcome[0].notification.seq == 2
     assert waited > 0.1  # it did wait behind the slow commits, past the lane's 100 ms
