@@ -36,6 +36,8 @@ from typing import Any
 
 import asyncpg
 
+from bench.loadgen import summary_ms
+
 _LOOP = 2_000_000
 _ROUND_TRIPS = 2_000
 _COMMITS = 200
@@ -110,8 +112,8 @@ def describe(figures: dict[str, Any]) -> str:
 
 
 def disk_flushes(seconds: float, directory: str) -> dict[str, Any]:
-    """One 8 KiB write and `fdatasync` after another for `seconds`: their latency
-    percentiles, the longest, and how many took over 50 and 200 ms."""
+    """One 8 KiB write and `fdatasync` after another for `seconds`: the flushes' latency
+    (`loadgen.summary_ms`), and how many took over 50 and 200 ms."""
     handle, path = tempfile.mkstemp(prefix="bench-fsync-", dir=directory)
     timings: list[float] = []
     try:
@@ -121,20 +123,14 @@ def disk_flushes(seconds: float, directory: str) -> dict[str, Any]:
             os.pwrite(handle, block, 0)
             started = time.perf_counter()
             os.fdatasync(handle)
-            timings.append((time.perf_counter() - started) * 1000)
+            timings.append(time.perf_counter() - started)
     finally:
         os.close(handle)
         os.unlink(path)
-    timings.sort()
-    n = len(timings)
     return {
-        "flushes": n,
-        "p50_ms": round(timings[n // 2], 2),
-        "p99_ms": round(timings[int(n * 0.99)], 2),
-        "p999_ms": round(timings[int(n * 0.999)], 2),
-        "max_ms": round(timings[-1], 1),
-        "over_50_ms": sum(1 for t in timings if t > 50),
-        "over_200_ms": sum(1 for t in timings if t > 200),
+        **summary_ms(timings),
+        "over_50_ms": sum(1 for t in timings if t > 0.05),
+        "over_200_ms": sum(1 for t in timings if t > 0.2),
     }
 
 
@@ -151,8 +147,7 @@ if __name__ == "__main__":
     if args.disk > 0:
         found = disk_flushes(args.disk, args.disk_dir)
         print(
-            f"disk: {found['flushes']:,} flushes of 8 KiB in {args.disk:g} s, p50 "
-            f"{found['p50_ms']} ms, p99 {found['p99_ms']} ms, p99.9 {found['p999_ms']} ms, "
-            f"max {found['max_ms']} ms; over 50 ms: {found['over_50_ms']}, over 200 ms: "
-            f"{found['over_200_ms']}"
+            f"disk: {found['n']:,} flushes of 8 KiB in {args.disk:g} s, p50 {found['p50']} "
+            f"ms, p99 {found['p99']} ms, p99.9 {found['p999']} ms, max {found['max']} ms; "
+            f"over 50 ms: {found['over_50_ms']}, over 200 ms: {found['over_200_ms']}"
         )

@@ -93,10 +93,11 @@ _KNOWN = """known AS (
 )"""
 
 
-def _publishing(where: str, *, keyed: bool, then: str = "") -> str:
-    """The publishing statement: its items those of the parameters for which `where`
-    holds; `keyed`, none at all when one of their keys is stored (`_KNOWN`); `then`, a
-    last column evaluated after the others (`_COMMIT_WAIT`)."""
+def _publishing(*, keyed: bool, wait: str | None = None) -> str:
+    """The publishing statement; `keyed`, it stores nothing when one of its keys is
+    (`_KNOWN`); with `wait`, it waits that long at most for a counter (`_short_wait`),
+    and no shorter than the connection's own timeout for its commit (`_COMMIT_WAIT`)."""
+    where = _short_wait(wait) if wait else "true"
     if keyed:
         where = f"{where} AND NOT EXISTS (SELECT FROM known)"
     return f"""WITH {_KNOWN + ", " if keyed else ""}item AS (
@@ -106,11 +107,11 @@ def _publishing(where: str, *, keyed: bool, then: str = "") -> str:
 ), {_NUMBER_AND_STORE}
 SELECT (SELECT array_agg(seq ORDER BY ord) FROM numbered), (SELECT count(*) FROM sent){
         ", EXISTS (SELECT FROM known)" if keyed else ""
-    }{then}"""
+    }{_COMMIT_WAIT if wait else ""}"""
 
 
-_PUBLISH = _publishing("true", keyed=False)
-_PUBLISH_KEYED = _publishing("true", keyed=True)
+_PUBLISH = _publishing(keyed=False)
+_PUBLISH_KEYED = _publishing(keyed=True)
 
 # A lane's publish (`try_publish_group`) must not wait long for a counter that another
 # transaction holds (a topic publish, a backend's open transaction that called
@@ -162,8 +163,8 @@ def _short_wait(wait: str) -> str:
 # publishes a second: 11 to 15 such 503s a run, each a burst of statements failing in the
 # same few milliseconds on every worker).
 _COMMIT_WAIT = ", set_config('lock_timeout', NULL, true)"
-_LANE_PUBLISH = _publishing(_short_wait(_LANE_WAIT), keyed=False, then=_COMMIT_WAIT)
-_LANE_PUBLISH_KEYED = _publishing(_short_wait(_LANE_WAIT), keyed=True, then=_COMMIT_WAIT)
+_LANE_PUBLISH = _publishing(keyed=False, wait=_LANE_WAIT)
+_LANE_PUBLISH_KEYED = _publishing(keyed=True, wait=_LANE_WAIT)
 _TRY_PUBLISH = f"""WITH given AS (
     SELECT * FROM {_ITEMS}, $16::int[])
         WITH ORDINALITY AS t({_COLUMNS_OF_ITEM}, part, ord)
@@ -255,6 +256,23 @@ def _arguments(plan: GroupPlan, notify: TransactionNotify | None) -> tuple[objec
     )
 
 
+async def _as_if_new(
+    raw: Any,
+    requests: Sequence[PublishRequest],
+    keyed: Mapping[str, list[str]],
+    notify: TransactionNotify | None,
+    statements: tuple[str, str],
+) -> list[Outcome] | None:
+    """The group published as if none of its keys were stored, with the first of
+    `statements` (no key in the group) or the second (`_KNOWN`): its outcomes, or None
+    when a key was stored after all and nothing was."""
+    plan = plan_group(requests, {}, datetime.now(UTC))
+    row = await raw.fetchrow(statements[1] if keyed else statements[0], *_arguments(plan, notify))
+    if keyed and row[2]:
+        return None
+    return plan.outcomes(row[0] or [])
+
+
 async def _plan_with_originals(
     raw: Any, requests: Sequence[PublishRequest], keyed: Mapping[str, list[str]]
 ) -> GroupPlan:
@@ -277,13 +295,9 @@ class PostgresStore(SqlStore):
         retry finds it."""
         async with self._asyncpg() as raw:
             keyed = keys(requests)
-            now = datetime.now(UTC)
-            plan = plan_group(requests, {}, now)
-            row = await raw.fetchrow(
-                _PUBLISH_KEYED if keyed else _PUBLISH, *_arguments(plan, notify)
-            )
-            if not keyed or not row[2]:
-                return plan.outcomes(row[0] or [])
+            done = await _as_if_new(raw, requests, keyed, notify, (_PUBLISH, _PUBLISH_KEYED))
+            if done is not None:
+                return done
             plan = await _plan_with_originals(raw, requests, keyed)
             seqs: list[int] = []
             if plan.fresh:
@@ -302,12 +316,11 @@ class PostgresStore(SqlStore):
         async with self._asyncpg() as raw:
             keyed = keys(requests)
             if not held_likely:
-                plan = plan_group(requests, {}, datetime.now(UTC))
-                statement = _LANE_PUBLISH_KEYED if keyed else _LANE_PUBLISH
+                lane = (_LANE_PUBLISH, _LANE_PUBLISH_KEYED)
                 with contextlib.suppress(asyncpg.exceptions.LockNotAvailableError):
-                    row = await raw.fetchrow(statement, *_arguments(plan, notify))
-                    if not keyed or not row[2]:
-                        return list(plan.outcomes(row[0] or []))
+                    done = await _as_if_new(raw, requests, keyed, notify, lane)
+                    if done is not None:
+                        return list(done)
             plan = await _plan_with_originals(raw, requests, keyed)
             if not plan.fresh:
                 return list(plan.outcomes([]))

@@ -1,4 +1,5 @@
-"""Fixtures of the store tests that read what a publish announces."""
+"""Fixtures of the store tests: a PostgreSQL store as `serve` makes it, and a listener
+that reads what a publish announces."""
 
 from __future__ import annotations
 
@@ -9,8 +10,24 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from notifier import db
 from notifier.bus.postgres import asyncpg_dsn
+from notifier.config import Settings
+from notifier.store import Store, create_store
 from notifier.wire.announcement import Announcement
+
+LOCK_TIMEOUT_MS = Settings.model_fields["publish_lock_timeout_ms"].default
+
+
+@pytest.fixture
+async def pg_store(pg_database: str) -> AsyncIterator[Store]:
+    """The store on PostgreSQL, its connections waiting for a held stream as long as
+    `serve`'s do by default."""
+    engine = db.create_engine(pg_database, lock_timeout_ms=LOCK_TIMEOUT_MS)
+    try:
+        yield create_store(engine)
+    finally:
+        await engine.dispose()
 
 
 class Listener:

@@ -11,26 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
-from notifier import db
 from notifier.bus.postgres import asyncpg_dsn
-from notifier.store import NewNotification, PublishRequest, Store, create_store
+from notifier.store import NewNotification, PublishRequest, Store
 from notifier.wire.announcement import TransactionNotify
 from tests.store.conftest import Listener
 from tests.support import new_user
-
-
-@pytest.fixture
-async def pg_store(pg_database: str) -> AsyncIterator[Store]:
-    engine = db.create_engine(pg_database, lock_timeout_ms=5000)
-    try:
-        yield create_store(engine)
-    finally:
-        await engine.dispose()
 
 
 async def slow_notifying_transaction(dsn: str) -> asyncpg.Connection:

@@ -25,15 +25,6 @@ from tests.support import new_user, timeout
 
 
 @pytest.fixture
-async def pg_store(pg_database: str) -> AsyncIterator[Store]:
-    engine = db.create_engine(pg_database, lock_timeout_ms=5000)
-    try:
-        yield create_store(engine)
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
 async def holder(pg_database: str) -> AsyncIterator[asyncpg.Connection]:
     """A backend's own connection, whose transactions hold streams."""
     conn = await asyncpg.connect(asyncpg_dsn(pg_database))

@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier import db
 from notifier.store import (
     IdempotencyConflict,
     NewNotification,
     PublishRequest,
     Store,
-    create_store,
 )
 from notifier.wire.announcement import MAX_PAYLOAD_BYTES, Announcement, TransactionNotify
 from notifier.wire.notification import Notification
@@ -29,15 +25,6 @@ from tests.store.test_frames import DATA, HOSTILE, TYPES
 from tests.support import new_user
 
 ORIGIN = "origin-" + HOSTILE[:20]
-
-
-@pytest.fixture
-async def pg_store(pg_database: str) -> AsyncIterator[Store]:
-    engine: AsyncEngine = db.create_engine(pg_database)
-    try:
-        yield create_store(engine)
-    finally:
-        await engine.dispose()
 
 
 def expected(notification: Notification, room: int) -> Announcement:

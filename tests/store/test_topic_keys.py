@@ -6,22 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
-
-from notifier import db
 from notifier.core.topics import TopicPublish, topic_fingerprint
-from notifier.store import IdempotencyConflict, NewNotification, Store, create_store
-
-
-@pytest.fixture
-async def pg_store(pg_database: str) -> AsyncIterator[Store]:
-    engine = db.create_engine(pg_database)
-    try:
-        yield create_store(engine)
-    finally:
-        await engine.dispose()
+from notifier.store import IdempotencyConflict, NewNotification, Store
 
 
 async def test_topic_and_direct_publish_racing_one_key_never_both_succeed(
