@@ -6,6 +6,12 @@ a JWT query parameter decoded with python-jose, pydantic bodies, nothing persist
 per-user counter in memory stands in for `seq`). It is what a first version of a push
 service usually is, and the baseline every figure of notifier is compared with.
 
+Its one step past the tutorial is the replay a client asks for with `after=N`: every
+message a user was sent is kept in memory, in order, and a socket that connects with
+`after` gets those past N, then `{"type": "replayed", ...}`, as from notifier. That is
+the reference for notifier's replay from PostgreSQL (`--scenarios replay`), "the same
+from memory".
+
     python -m bench.ref_tutorial --port 8001
 
 Reads NOTIFIER_JWT_SECRET and NOTIFIER_API_KEYS (`name:key` or `key`, comma-separated)
@@ -51,6 +57,8 @@ class ConnectionManager:
     def __init__(self) -> None:
         self.active_connections: dict[str, list[WebSocket]] = {}
         self.last_seq: dict[str, int] = {}
+        self.history: dict[str, list[str]] = {}
+        """Every message sent to each user, seq 1 first."""
 
     async def connect(self, user_id: str, websocket: WebSocket) -> None:
         await websocket.accept()
@@ -64,8 +72,16 @@ class ConnectionManager:
             self.active_connections.pop(user_id, None)
 
     async def send_personal_message(self, message: str, user_id: str) -> None:
+        self.history.setdefault(user_id, []).append(message)
         for connection in self.active_connections.get(user_id, []):
             await connection.send_text(message)
+
+    async def replay(self, user_id: str, after: int, websocket: WebSocket) -> None:
+        history = self.history.get(user_id, [])
+        for message in history[after:]:
+            await websocket.send_text(message)
+        replayed = {"type": "replayed", "last_seq": len(history), "complete": True}
+        await websocket.send_text(json.dumps(replayed))
 
 
 manager = ConnectionManager()
@@ -126,7 +142,11 @@ async def healthz() -> dict[str, str]:
 
 
 @app.websocket("/v1/ws")
-async def websocket_endpoint(websocket: WebSocket, access_token: Annotated[str, Query()]) -> None:
+async def websocket_endpoint(
+    websocket: WebSocket,
+    access_token: Annotated[str, Query()],
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> None:
     try:
         payload = jwt.decode(access_token, SECRET_KEY, algorithms=[ALGORITHM])
     except JWTError:
@@ -135,6 +155,8 @@ async def websocket_endpoint(websocket: WebSocket, access_token: Annotated[str, 
     user_id = payload["sub"]
     await manager.connect(user_id, websocket)
     try:
+        if after is not None:
+            await manager.replay(user_id, after, websocket)
         while True:
             await websocket.receive_text()
     except WebSocketDisconnect:

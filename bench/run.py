@@ -44,9 +44,11 @@ EXTRA_SERVERS = ("notifier-sse",)
 # Scenarios whose streams only receive (SSE cannot send; replay is the socket's code).
 SSE_SCENARIOS = {"connect", "latency", "fanout", "scale"}
 SCENARIOS = ("connect", "latency", "throughput", "fanout", "replay", "scale")
-# Scenarios the in-memory references take part in (they persist nothing: no replay,
-# and a throughput of "persisted" notifications would mean nothing).
+# Scenarios the in-memory references take part in (they persist nothing: a throughput
+# of "persisted" notifications would mean nothing). The tutorial server also replays,
+# from memory (`bench/ref_tutorial.py`); raw ASGI does not.
 REFERENCE_SCENARIOS = {"connect", "latency", "fanout", "scale"}
+TUTORIAL_SCENARIOS = REFERENCE_SCENARIOS | {"replay"}
 JWT_SECRET = "bench-secret-" + "0123456789abcdef" * 3
 API_KEY = "bench-publisher-key"
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -390,7 +392,9 @@ def run_loadgen(spec: dict[str, Any], args: argparse.Namespace, timeout: float) 
 def phases_for(kind: str, args: argparse.Namespace, socket_cap: int) -> list[list[dict[str, Any]]]:
     """Each phase runs against a freshly started server."""
     profile = args.profile
-    only = {"notifier": None, "notifier-sse": SSE_SCENARIOS}.get(kind, REFERENCE_SCENARIOS)
+    only = {"notifier": None, "notifier-sse": SSE_SCENARIOS, "tutorial": TUTORIAL_SCENARIOS}.get(
+        kind, REFERENCE_SCENARIOS
+    )
     wanted = [s for s in args.scenario_list if only is None or s in only]
     drain = profile["drain"]
     phases: list[list[dict[str, Any]]] = []

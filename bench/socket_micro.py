@@ -37,7 +37,7 @@ async def _send(message: MutableMapping[str, Any]) -> None:
 def _live() -> Connection:
     connection = Connection(
         user_id="u",
-        store=None,  # type: ignore[arg-type]  # a LIVE socket whose send never waits reads nothing
+        reads=None,  # type: ignore[arg-type]  # a LIVE socket whose send never waits reads nothing
         send=_send,
         replay_after=None,
         page_size=100,

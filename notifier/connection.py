@@ -326,6 +326,30 @@ class Connection:
             raise _ClientGone from error
         self._send_started = None
 
+    async def _send_frames(self, frames: list[tuple[str, int]]) -> None:
+        """A page's frames, in one message where the transport takes many (a replay page
+        written frame by frame was mostly the socket's writes), else one by one."""
+        message = self._transport.frames(frames)
+        if message is None:
+            sent = 0
+            try:
+                for frame, seq in frames:
+                    if not self._life.accepting:
+                        return
+                    await self._send_text(frame, seq)
+                    sent += 1
+            finally:
+                metrics.REPLAYED.inc(sent)
+            return
+        assert self._loop is not None, "start() first"
+        self._send_started = self._loop.time()
+        try:
+            await self._send(message)
+        except OSError as error:  # uvicorn's ClientDisconnected
+            raise _ClientGone from error
+        self._send_started = None
+        metrics.REPLAYED.inc(len(frames))
+
     async def _send_loop(self) -> None:
         """Until the queue is empty and nothing is to be fetched, or a close is requested."""
         while self._life.accepting:
@@ -366,18 +390,13 @@ class Connection:
             )
             task.add_done_callback(_retrieve)
             self._prefetched = (rows[-1][0], task)
-        sent = 0
-        try:
-            for seq, frame in rows:
-                if not self._life.accepting:
-                    return
-                if self._sequencer.take_fetched(seq):
-                    if self._first_replayed is None:
-                        self._first_replayed = seq
-                    await self._send_text(frame, seq)
-                    sent += 1
-        finally:
-            metrics.REPLAYED.inc(sent)
+        if not self._life.accepting:
+            return
+        fresh = [(frame, seq) for seq, frame in rows if self._sequencer.take_fetched(seq)]
+        if fresh:
+            if self._first_replayed is None:
+                self._first_replayed = fresh[0][1]
+            await self._send_frames(fresh)
         exhausted = len(rows) < self._page_size
         if self._sequencer.fetch_done(exhausted=exhausted):
             self._missing = 0

@@ -47,8 +47,9 @@ def bodies(sent: list[MutableMapping[str, Any]]) -> bytes:
 async def test_a_replay_is_events_then_replayed_then_close_ends_the_response(
     store: Store,
 ) -> None:
-    """Replayed notifications carry `id: <seq>`, `replayed` follows, and a requested
-    close is the `close` event in the response's last chunk (`more_body` false)."""
+    """Replayed notifications carry `id: <seq>`, each page's in one chunk, `replayed`
+    follows, and a requested close is the `close` event in the response's last chunk
+    (`more_body` false)."""
     user = new_user()
     await store.publish("p", [NewNotification(user, "t", "{}", "") for _ in range(5)])
     sent: list[MutableMapping[str, Any]] = []
@@ -62,7 +63,9 @@ async def test_a_replay_is_events_then_replayed_then_close_ends_the_response(
             await asyncio.sleep(0.001)
     connection.request_close(4403, "tokens revoked")
     await until_closed(connection)
-    assert [m.get("more_body", False) for m in sent] == [True] * 4 + [False]
+    # Pages of 2: seqs 3 and 4 in one chunk, 5 in the next, then `replayed` and `close`.
+    assert [m.get("more_body", False) for m in sent] == [True] * 3 + [False]
+    assert sent[0]["body"].count(b"event: notification") == 2
     text = bodies(sent).decode()
     events = [block.split("\n") for block in text.split("\n\n") if block]
     assert [e[:2] for e in events[:3]] == [

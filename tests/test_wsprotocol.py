@@ -15,14 +15,17 @@ import os
 import struct
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from websockets.asyncio.client import connect
 from wsproto.connection import Connection
 
 from notifier import keepalive
-from notifier.wsprotocol import LeanWSProtocol
+from notifier.httpguard import GuardedHttpToolsProtocol
+from notifier.transport import SEND_MANY
+from notifier.wsprotocol import LeanWSProtocol, text_frame
 from tests.support import in_process_uvicorn, timeout
 
 seen: dict[str, Any] = {}
@@ -181,3 +184,69 @@ async def test_a_pong_alone_skips_wsproto_and_bytes_that_only_look_like_one_do_n
             client.writer.write(frame[5:])
             assert await asyncio.wait_for(client.frame(), timeout(5)) == (0x1, b"@ABCD")
             assert b"".join(parsed) == frame
+
+
+TEXTS = ["a", "é" * 200, "x" * 70_000, '{"type":"notification"}']
+"""Each length encoding of a frame: 7 bits, 16 bits, 64 bits."""
+
+
+async def sending_many(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "websocket":
+        return
+    assert (await receive())["type"] == "websocket.connect"
+    seen["extensions"] = dict(scope["extensions"])
+    await send({"type": "websocket.accept"})
+    await send({"type": SEND_MANY, "texts": TEXTS})
+    await send({"type": "websocket.send", "text": "after"})
+    await receive()
+
+
+class CountingWrites(LeanWSProtocol):
+    """Notes every write to the socket (the held 101's included)."""
+
+    writes: ClassVar[list[bytes]] = []
+
+    def connection_made(self, transport: Any) -> None:
+        protocol = self
+
+        class Counted:
+            def write(self, data: bytes) -> None:
+                protocol.writes.append(bytes(data))
+                transport.write(data)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(transport, name)
+
+        super().connection_made(Counted())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("http", [GuardedHttpToolsProtocol, HttpToolsProtocol])
+async def test_many_texts_are_sent_in_one_write_and_received_as_many_messages(
+    http: type[HttpToolsProtocol],
+) -> None:
+    """`SEND_MANY` (named in the scope of a handshake taken either way): the texts
+    arrive as that many messages, in order, and left in one write."""
+    CountingWrites.writes.clear()
+    async with (
+        in_process_uvicorn(
+            sending_many, http=http, ws=CountingWrites, ws_per_message_deflate=False
+        ) as server,
+        connect(f"ws://127.0.0.1:{server.config.port}/", max_size=None) as ws,
+    ):
+        received = [await asyncio.wait_for(ws.recv(), timeout(5)) for _ in range(5)]
+    assert received == [*TEXTS, "after"]
+    assert SEND_MANY in seen["extensions"]
+    framed = b"".join(text_frame(text) for text in TEXTS)
+    assert sum(framed in write for write in CountingWrites.writes) == 1
+
+
+async def test_many_texts_on_a_compressed_socket_are_framed_by_wsproto() -> None:
+    """A client that negotiated permessage-deflate (uvicorn's default offers it) gets
+    the texts compressed, as wsproto frames them, still as many messages."""
+    async with (
+        in_process_uvicorn(sending_many, ws=LeanWSProtocol) as server,
+        connect(f"ws://127.0.0.1:{server.config.port}/", max_size=None) as ws,
+    ):
+        assert ws.protocol.extensions  # permessage-deflate is in force
+        received = [await asyncio.wait_for(ws.recv(), timeout(5)) for _ in range(5)]
+    assert received == [*TEXTS, "after"]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from notifier import metrics
+from notifier import metrics, transport
 from notifier.admission import BUSY, BUSY_BODY
 from notifier.api import handshake
 from notifier.auth import AuthError
@@ -96,6 +96,7 @@ async def serve(service: Service, scope: Scope, receive: Receive, send: Send) ->
         max_buffer_bytes=service.settings.ws_max_buffer_bytes,
         stall_seconds=service.settings.ws_stall_seconds,
         issued_at=identity.issued_at,
+        transport=transport.for_websocket(scope),
         opening=opening if after is not None else None,
     )
     metrics.OPEN_SOCKETS.inc()
