@@ -34,7 +34,7 @@ from notifier.admission import Opening
 from notifier.core.lifecycle import InvalidTransition, Lifecycle, State, opened
 from notifier.core.sequencer import Offer, Sequencer, replay_complete
 from notifier.reads import Reads
-from notifier.transport import WEBSOCKET, Transport
+from notifier.transport import WEBSOCKET, Message, Transport
 from notifier.wire.frames import replayed_frame
 
 log = logging.getLogger("notifier.connection")
@@ -315,32 +315,30 @@ class Connection:
         self._life = self._life.closed()
 
     async def _send_text(self, text: str, seq: int | None = None) -> None:
-        assert self._loop is not None, "start() first"
         message = self._transport.frame(text, seq)
-        if message is None:
-            return
-        self._send_started = self._loop.time()
-        try:
-            await self._send(message)
-        except OSError as error:  # uvicorn's ClientDisconnected
-            raise _ClientGone from error
-        self._send_started = None
+        if message is not None:
+            await self._send_message(message)
 
     async def _send_frames(self, frames: list[tuple[str, int]]) -> None:
         """A page's frames, in one message where the transport takes many (a replay page
         written frame by frame was mostly the socket's writes), else one by one."""
         message = self._transport.frames(frames)
-        if message is None:
-            sent = 0
-            try:
-                for frame, seq in frames:
-                    if not self._life.accepting:
-                        return
-                    await self._send_text(frame, seq)
-                    sent += 1
-            finally:
-                metrics.REPLAYED.inc(sent)
+        if message is not None:
+            await self._send_message(message)
+            metrics.REPLAYED.inc(len(frames))
             return
+        sent = 0
+        try:
+            for frame, seq in frames:
+                if not self._life.accepting:
+                    return
+                await self._send_text(frame, seq)
+                sent += 1
+        finally:
+            metrics.REPLAYED.inc(sent)
+
+    async def _send_message(self, message: Message) -> None:
+        """Sends one message, timed for the stall check (`_watch_for_stall`)."""
         assert self._loop is not None, "start() first"
         self._send_started = self._loop.time()
         try:
@@ -348,7 +346,6 @@ class Connection:
         except OSError as error:  # uvicorn's ClientDisconnected
             raise _ClientGone from error
         self._send_started = None
-        metrics.REPLAYED.inc(len(frames))
 
     async def _send_loop(self) -> None:
         """Until the queue is empty and nothing is to be fetched, or a close is requested."""
